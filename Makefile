@@ -1,0 +1,53 @@
+# The README's two commands: `make run` and `make test`. Everything else is set up here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint setup migrate system-deps clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: Python 3.11 or newer is needed ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) var/secret_key
+
+# A random secret for this installation; never a shared default.
+var/secret_key:
+	@mkdir -p var
+	@umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
+
+migrate: setup
+	$(BIN)/python manage.py migrate --no-input -v 0
+
+run: migrate
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+	$(BIN)/python manage.py serve
+
+# DCMTK's tools are independent DICOM peers in the tests.
+system-deps:
+	@if ! command -v findscu >/dev/null || ! command -v wlmscpfs >/dev/null || ! test -d /usr/share/doc/dcmtk/examples/wlistdb; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's dcmtk for the tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null; \
+		else \
+			echo "error: the tests need DCMTK. Install it with: sudo apt-get install dcmtk"; exit 1; \
+		fi; \
+	fi
+
+test: migrate system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,46 @@
+"""System checks for the broker's configuration (ids ``broker.E0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+
+@register(Tags.compatibility, deploy=False)
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = [Error(f"{p.variable}: {p.message}", id=p.check_id) for p in settings.CONFIG_PROBLEMS]
+    if settings.SECRET_KEY_MISSING and not settings.DEBUG:
+        errors.append(
+            Error(
+                "SECRET_KEY: must be set outside DEBUG "
+                "(or SECRET_KEY_FILE must name a file holding it)",
+                id="broker.E010",
+            )
+        )
+    if bool(settings.DICOM_TLS_CERT) != bool(settings.DICOM_TLS_KEY):
+        errors.append(
+            Error(
+                "DICOM_TLS_CERT, DICOM_TLS_KEY: set both or neither",
+                id="broker.E011",
+            )
+        )
+    if bool(settings.HL7_TLS_CERT) != bool(settings.HL7_TLS_KEY):
+        errors.append(Error("HL7_TLS_CERT, HL7_TLS_KEY: set both or neither", id="broker.E012"))
+    ports = {
+        "BROKER_HTTP_PORT": settings.BROKER_HTTP_PORT,
+        "BROKER_DICOM_PORT": settings.BROKER_DICOM_PORT,
+        "BROKER_HL7_PORT": settings.BROKER_HL7_PORT,
+    }
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            errors.append(Error(f"{name}: port {port} is also {seen[port]}", id="broker.E013"))
+        seen[port] = name
+    return errors
+
+
+def configuration_errors() -> list[str]:
+    """One line per problem, for processes that start without ``manage.py``."""
+    return [f"({e.id}) {e.msg}" for e in check_configuration()]

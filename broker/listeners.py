@@ -1,0 +1,39 @@
+"""Shared start-up helpers for the listener commands."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import threading
+from collections.abc import Iterable
+
+from django.core.management.base import CommandError
+
+
+def ensure_port_free(variable: str, host: str, port: int) -> None:
+    """Fail with one clear line when ``host:port`` cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CommandError(f"{variable}: port {port} on {host} is already in use") from exc
+            raise CommandError(f"{variable}: cannot listen on {host}:{port}: {exc}") from exc
+
+
+def wait_for_stop_signal(signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> int:
+    """Block the main thread until SIGINT or SIGTERM; return the signal number."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in signals:
+        signal.signal(signum, on_signal)
+    stop.wait()
+    return received[0]

@@ -1,0 +1,195 @@
+"""``manage.py serve``: the whole broker on one machine, in the foreground.
+
+Starts four processes (the same commands a scaled deployment runs on their own) and
+supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener and a
+Celery worker. SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from broker.listeners import ensure_port_free
+
+STOP_TIMEOUT = 15.0
+READY_TIMEOUT = 60.0
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if `serve` itself dies, so no listener is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    port: int | None
+    line: str
+    process: subprocess.Popen[bytes] | None = None
+
+
+class Command(BaseCommand):
+    help = "Run the whole broker: HTTP, DICOM, HL7 listeners and a Celery worker."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+
+    def handle(self, *args: Any, no_worker: bool, **options: Any) -> None:
+        bind = settings.BROKER_BIND
+        host = f"[{bind}]" if ":" in bind else bind
+        for variable in ("BROKER_HTTP_PORT", "BROKER_DICOM_PORT", "BROKER_HL7_PORT"):
+            ensure_port_free(variable, bind, getattr(settings, variable))
+
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        py = sys.executable
+        parts = [
+            Part(
+                "http",
+                [
+                    py,
+                    "-m",
+                    "gunicorn",
+                    "broker.wsgi:application",
+                    "--bind",
+                    f"{host}:{settings.BROKER_HTTP_PORT}",
+                    "--workers",
+                    str(settings.BROKER_HTTP_WORKERS),
+                    "--access-logfile",
+                    "-",
+                    "--log-level",
+                    "warning",
+                ],
+                settings.BROKER_HTTP_PORT,
+                f"HTTP   http://{host}:{settings.BROKER_HTTP_PORT}/ (admin /admin/, API /api/v1/, health /health/)",
+            ),
+            Part(
+                "dicom",
+                [py, manage, "dicom_server"],
+                settings.BROKER_DICOM_PORT,
+                f"DICOM  {host}:{settings.BROKER_DICOM_PORT} AE title {settings.BROKER_AE_TITLE}",
+            ),
+            Part(
+                "hl7",
+                [py, manage, "hl7_server"],
+                settings.BROKER_HL7_PORT,
+                f"HL7    {host}:{settings.BROKER_HL7_PORT} (MLLP)",
+            ),
+        ]
+        if not no_worker:
+            broker_url = settings.CELERY_BROKER_URL.split("@")[-1]
+            parts.append(
+                Part(
+                    "worker",
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "broker",
+                        "worker",
+                        "--loglevel",
+                        "INFO",
+                        "--concurrency",
+                        "2",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--quiet",
+                    ],
+                    None,
+                    f"WORKER celery ({broker_url})",
+                )
+            )
+
+        stop_requested: list[int] = []
+
+        def on_signal(signum: int, _frame: object) -> None:
+            stop_requested.append(signum)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env["BROKER_SUPERVISED"] = "1"
+        for part in parts:
+            part.process = subprocess.Popen(part.argv, env=env, preexec_fn=_die_with_parent)
+
+        exit_code = 0
+        try:
+            pending = [p for p in parts if p.port is not None]
+            deadline = time.monotonic() + READY_TIMEOUT
+            while pending and not stop_requested:
+                for part in list(pending):
+                    if _accepts(bind, part.port):  # type: ignore[arg-type]
+                        self.stdout.write(part.line)
+                        pending.remove(part)
+                self._check_children(parts)
+                if time.monotonic() > deadline:
+                    names = ", ".join(p.name for p in pending)
+                    raise CommandError(
+                        f"listeners did not start within {READY_TIMEOUT:.0f} s: {names}"
+                    )
+                time.sleep(0.1)
+            for part in parts:
+                if part.port is None:
+                    self.stdout.write(part.line)
+            if not stop_requested:
+                self.stdout.write("Broker running; press Ctrl-C to stop.")
+            self.stdout.flush()
+            while not stop_requested:
+                self._check_children(parts)
+                time.sleep(0.2)
+        except CommandError as exc:
+            self.stderr.write(f"error: {exc}")
+            exit_code = 1
+        finally:
+            self._stop(parts)
+        if exit_code:
+            raise SystemExit(exit_code)
+        self.stdout.write("Broker stopped.")
+
+    def _check_children(self, parts: list[Part]) -> None:
+        for part in parts:
+            assert part.process is not None
+            code = part.process.poll()
+            if code is not None:
+                raise CommandError(f"the {part.name} process exited with code {code}")
+
+    def _stop(self, parts: list[Part]) -> None:
+        running = [p.process for p in parts if p.process and p.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,244 @@
+"""Django settings for the worklist broker.
+
+Every setting a site may change comes from an environment variable; the README's
+configuration table lists them all. Problems are collected in ``CONFIG_PROBLEMS`` and
+reported by the ``broker`` system checks (see ``broker/checks.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import django_stubs_ext
+
+from broker.config import Config
+
+# Lets admin and queryset classes be subscripted for type hints at run time. (Importing
+# DRF here would freeze its settings before REST_FRAMEWORK below is read.)
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+_cfg = Config()
+
+VAR_DIR = Path(_cfg.string("BROKER_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = _cfg.boolean("DEBUG", False)
+
+# --- secrets -------------------------------------------------------------------------
+# Order: SECRET_KEY, then the file SECRET_KEY_FILE (``make run`` writes a random one to
+# var/secret_key), then, only under DEBUG, a throw-away key. Outside DEBUG there is no
+# usable default: the broker.E010 check stops the start.
+_secret = _cfg.string("SECRET_KEY", "")
+_secret_file = Path(_cfg.string("SECRET_KEY_FILE", str(VAR_DIR / "secret_key")))
+if not _secret and _secret_file.is_file():
+    _secret = _secret_file.read_text().strip()
+SECRET_KEY_MISSING = not _secret
+if SECRET_KEY_MISSING:
+    # Never usable outside DEBUG: a check refuses to start without a real key.
+    _secret = "insecure-debug-only-" + secrets.token_urlsafe(32)
+SECRET_KEY = _secret
+
+ALLOWED_HOSTS = _cfg.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _cfg.list("CSRF_TRUSTED_ORIGINS", [])
+
+# Behind TLS (a reverse proxy or the site's load balancer), turn on every HTTPS safeguard.
+HTTPS = _cfg.boolean("BROKER_HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- network listeners ---------------------------------------------------------------
+BROKER_BIND = _cfg.bind_address("BROKER_BIND", "127.0.0.1")
+BROKER_HTTP_PORT = _cfg.port("BROKER_HTTP_PORT", 8000)
+BROKER_DICOM_PORT = _cfg.port("BROKER_DICOM_PORT", 11112)
+BROKER_HL7_PORT = _cfg.port("BROKER_HL7_PORT", 2575)
+BROKER_AE_TITLE = _cfg.ae_title("BROKER_AE_TITLE", "WORKLIST")
+BROKER_HTTP_WORKERS = _cfg.integer("BROKER_HTTP_WORKERS", 2, minimum=1, maximum=64)
+
+# DICOM association policy.
+DICOM_RESTRICT_CALLING_AE = _cfg.boolean("DICOM_RESTRICT_CALLING_AE", False)
+DICOM_MAX_ASSOCIATIONS = _cfg.integer("DICOM_MAX_ASSOCIATIONS", 50, minimum=1, maximum=1000)
+DICOM_ACSE_TIMEOUT = _cfg.number("DICOM_ACSE_TIMEOUT", 30.0, minimum=1.0)
+DICOM_DIMSE_TIMEOUT = _cfg.number("DICOM_DIMSE_TIMEOUT", 30.0, minimum=1.0)
+DICOM_NETWORK_TIMEOUT = _cfg.number("DICOM_NETWORK_TIMEOUT", 60.0, minimum=1.0)
+DICOM_MAX_PDU = _cfg.integer("DICOM_MAX_PDU", 262144, minimum=0)
+DICOM_TLS_CERT = _cfg.existing_file("DICOM_TLS_CERT")
+DICOM_TLS_KEY = _cfg.existing_file("DICOM_TLS_KEY")
+DICOM_TLS_CA = _cfg.existing_file("DICOM_TLS_CA")
+
+# Worklist (C-FIND) policy.
+MWL_MAX_ANSWERS = _cfg.integer("MWL_MAX_ANSWERS", 5000, minimum=1)
+MWL_PN_CASE_INSENSITIVE = _cfg.boolean("MWL_PN_CASE_INSENSITIVE", False)
+MWL_CALLING_AE_AS_STATION = _cfg.boolean("MWL_CALLING_AE_AS_STATION", False)
+
+# HL7 MLLP listener.
+HL7_MAX_MESSAGE_BYTES = _cfg.integer("HL7_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
+HL7_IDLE_TIMEOUT = _cfg.number("HL7_IDLE_TIMEOUT", 300.0, minimum=1.0)
+HL7_MAX_CONNECTIONS = _cfg.integer("HL7_MAX_CONNECTIONS", 200, minimum=1)
+HL7_TLS_CERT = _cfg.existing_file("HL7_TLS_CERT")
+HL7_TLS_KEY = _cfg.existing_file("HL7_TLS_KEY")
+HL7_STUDY_UID_POLICY = _cfg.choice("HL7_STUDY_UID_POLICY", "generate", ("generate", "reject"))
+HL7_RECEIVING_APPLICATION = _cfg.string("HL7_RECEIVING_APPLICATION", "WORKLIST")
+HL7_RECEIVING_FACILITY = _cfg.string("HL7_RECEIVING_FACILITY", "BROKER")
+
+# Status back to the RIS (MPPS -> ORC-5 IP/CM/DC). Empty host: no status is sent.
+RIS_HL7_HOST = _cfg.string("RIS_HL7_HOST", "")
+RIS_HL7_PORT = _cfg.port("RIS_HL7_PORT", 2576)
+RIS_HL7_MESSAGE = _cfg.choice("RIS_HL7_MESSAGE", "ORM^O01", ("ORM^O01", "OMI^O23"))
+RIS_HL7_TIMEOUT = _cfg.number("RIS_HL7_TIMEOUT", 10.0, minimum=0.1)
+
+# Prefix for generated UIDs (Study Instance UIDs when the RIS sends none). pydicom's
+# prefix is the default; a site with its own root sets it.
+BROKER_UID_ROOT = _cfg.string("BROKER_UID_ROOT", "1.2.826.0.1.3680043.8.498.")
+
+# --- Django --------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "broker",
+    "worklist",
+    "hl7v2",
+    "mpps",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "broker.urls"
+WSGI_APPLICATION = "broker.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_db = f"sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+_db = _cfg.database("DATABASE_URL", _default_db)
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the worklist be read while HL7 writes; IMMEDIATE takes the write lock at
+    # BEGIN so two writers queue instead of failing a lock upgrade mid-transaction.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+    )
+    # A file, not memory: protocol tests serve from other threads and processes. One
+    # file per test run, so parallel runs on one machine do not collide.
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+else:
+    _db["CONN_MAX_AGE"] = _cfg.integer("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    _db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = _cfg.string("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+
+# --- Celery --------------------------------------------------------------------------
+# Default: kombu's filesystem transport, so a first run needs no server; a real worker
+# process still runs the tasks asynchronously. Production: redis://.
+CELERY_QUEUE_DIR = VAR_DIR / "queue"
+CELERY_BROKER_URL = _cfg.broker_url("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_QUEUE_DIR / "messages"),
+        "data_folder_out": str(CELERY_QUEUE_DIR / "messages"),
+        "processed_folder": str(CELERY_QUEUE_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a task lost with its worker is run again, not dropped
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = _cfg.integer("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = _cfg.integer("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- logging -------------------------------------------------------------------------
+LOG_LEVEL = _cfg.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # pynetdicom logs every PDU at DEBUG and identifiers (patient data) on request.
+        "pynetdicom": {"level": "WARNING"},
+        "hl7apy": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}
+
+CONFIG_PROBLEMS = _cfg.problems
+
+os.makedirs(VAR_DIR, exist_ok=True)

@@ -1,0 +1,3 @@
+"""Fixtures for dicom tests."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Fixtures for hl7 tests."""
+
+from __future__ import annotations

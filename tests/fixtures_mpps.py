@@ -1,0 +1,3 @@
+"""Fixtures for mpps tests."""
+
+from __future__ import annotations

@@ -1,0 +1,255 @@
+"""Writes of the scheduling domain. Every write of patients, orders, procedures and steps
+goes through here, so that events are published once and after commit.
+
+Field maps: a key that is absent leaves the stored value unchanged; a key present with
+``None`` or ``""`` clears it (HL7's ``""``). Callers (HL7 intake, the worklist importer,
+the admin, MPPS) convert their input into these maps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, models, transaction
+
+from broker import events
+from worklist.models import (
+    Order,
+    Patient,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+    StationAETitle,
+)
+from worklist.status import FINAL, SPSStatus
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=models.Model)
+
+
+class DomainError(Exception):
+    """A request the domain cannot apply; the message says why (shown to the sender)."""
+
+
+def _concrete_field(model: type[models.Model] | models.Model, name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field), f"{name} is not a column"
+    return field
+
+
+def _apply(instance: models.Model, fields: Mapping[str, Any]) -> bool:
+    """Set ``fields`` on ``instance``; return True if anything changed."""
+    changed = False
+    for name, value in fields.items():
+        field = _concrete_field(instance, name)
+        if value is None and not field.null:
+            value = field.get_default()
+        if getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed = True
+    return changed
+
+
+def _get_or_create(
+    model: type[M], lookup: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> tuple[M, bool]:
+    """get_or_create that survives a concurrent insert of the same unique key.
+
+    Two connections may both miss the row and both insert; the unique constraint lets
+    one win, and the loser reads the winner's row instead of creating a duplicate.
+    """
+    try:
+        with transaction.atomic():
+            return model._default_manager.select_for_update().get_or_create(
+                **lookup, defaults=dict(defaults)
+            )
+    except IntegrityError:
+        return model._default_manager.select_for_update().get(**lookup), False
+
+
+@transaction.atomic
+def patient_upsert(*, patient_id: str, issuer: str = "", fields: Mapping[str, Any]) -> Patient:
+    """Create the patient or update the given demographics; follows merges."""
+    if not patient_id:
+        raise DomainError("Patient ID is empty")
+    patient, created = _get_or_create(
+        Patient, {"patient_id": patient_id, "issuer": issuer}, _creatable(Patient, fields)
+    )
+    if not created and _apply(patient, fields):
+        patient.save()
+    if created or fields:
+        events.publish(events.patient_changed, patient_id=patient.pk)
+    return patient
+
+
+def _creatable(model: type[models.Model], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Field values for a new row: cleared values take the column default."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        field = _concrete_field(model, name)
+        out[name] = field.get_default() if value is None and not field.null else value
+    return out
+
+
+def patient_current(patient: Patient) -> Patient:
+    """The surviving patient after any merges."""
+    seen = {patient.pk}
+    while patient.merged_into_id is not None:
+        patient = Patient.objects.get(pk=patient.merged_into_id)
+        if patient.pk in seen:  # a merge loop must never hang a listener
+            break
+        seen.add(patient.pk)
+    return patient
+
+
+@transaction.atomic
+def order_upsert(
+    *,
+    patient: Patient,
+    accession_number: str,
+    accession_issuer: str = "",
+    fields: Mapping[str, Any],
+) -> tuple[Order, bool]:
+    """Create or update the order with this accession number; returns (order, created)."""
+    if not accession_number:
+        raise DomainError("Accession Number is empty")
+    order, created = _get_or_create(
+        Order,
+        {"accession_number": accession_number, "accession_issuer": accession_issuer},
+        {"patient": patient, **_creatable(Order, fields)},
+    )
+    if not created:
+        changed = _apply(order, fields)
+        if order.patient_id != patient.pk:
+            order.patient = patient
+            changed = True
+        if changed:
+            order.save()
+    events.publish(events.order_changed, order_id=order.pk)
+    return order, created
+
+
+@transaction.atomic
+def procedure_upsert(
+    *,
+    order: Order,
+    requested_procedure_id: str,
+    study_instance_uid: str,
+    fields: Mapping[str, Any],
+) -> RequestedProcedure:
+    if not requested_procedure_id:
+        raise DomainError("Requested Procedure ID is empty")
+    existing = RequestedProcedure.objects.filter(study_instance_uid=study_instance_uid).first()
+    if existing is not None and (
+        existing.order_id != order.pk or existing.requested_procedure_id != requested_procedure_id
+    ):
+        raise DomainError(
+            f"Study Instance UID {study_instance_uid} already belongs to another procedure"
+        )
+    procedure, created = _get_or_create(
+        RequestedProcedure,
+        {"order": order, "requested_procedure_id": requested_procedure_id},
+        {"study_instance_uid": study_instance_uid, **_creatable(RequestedProcedure, fields)},
+    )
+    if not created:
+        changed = _apply(procedure, fields)
+        if study_instance_uid and procedure.study_instance_uid != study_instance_uid:
+            procedure.study_instance_uid = study_instance_uid
+            changed = True
+        if changed:
+            procedure.save()
+    return procedure
+
+
+@transaction.atomic
+def step_upsert(
+    *,
+    procedure: RequestedProcedure,
+    sps_id: str,
+    fields: Mapping[str, Any],
+    station_ae_titles: Iterable[str] | None = None,
+) -> ScheduledProcedureStep:
+    """Create or update a scheduled step. ``station_ae_titles=None`` leaves them as they are."""
+    if not sps_id:
+        raise DomainError("Scheduled Procedure Step ID is empty")
+    fields = dict(fields)
+    new_status = fields.pop("status", None)
+    step, created = _get_or_create(
+        ScheduledProcedureStep,
+        {"procedure": procedure, "sps_id": sps_id},
+        _creatable(ScheduledProcedureStep, {**fields, "status": new_status or SPSStatus.SCHEDULED}),
+    )
+    if created:
+        events.publish(
+            events.step_status_changed, step_id=step.pk, old_status="", new_status=step.status
+        )
+    else:
+        if _apply(step, fields):
+            step.save()
+        if new_status and new_status != step.status:
+            step_set_status(step=step, new_status=new_status)
+    if station_ae_titles is not None:
+        titles = list(dict.fromkeys(t for t in station_ae_titles if t))
+        step.station_ae_titles.exclude(ae_title__in=titles).delete()
+        have = set(step.station_ae_titles.values_list("ae_title", flat=True))
+        StationAETitle.objects.bulk_create(
+            [StationAETitle(step=step, ae_title=t) for t in titles if t not in have]
+        )
+    return step
+
+
+@transaction.atomic
+def step_set_status(
+    *,
+    step: ScheduledProcedureStep,
+    new_status: str,
+    expected: Iterable[str] | None = None,
+) -> bool:
+    """Move a step to ``new_status`` if it is still in one of ``expected`` states.
+
+    Race-safe: the expected old state is part of the UPDATE's filter, so of two
+    concurrent transitions exactly one applies. Returns False if the step was not in an
+    expected state (``expected=None`` allows any state that is not final, or the same).
+    """
+    allowed = (
+        list(expected) if expected is not None else [s for s in SPSStatus.values if s not in FINAL]
+    )
+    old = ScheduledProcedureStep.objects.filter(pk=step.pk).values_list("status", flat=True).first()
+    if old is None:
+        raise DomainError("scheduled step no longer exists")
+    if old == new_status:
+        step.status = new_status
+        return True
+    updated = (
+        ScheduledProcedureStep.objects.filter(pk=step.pk, status__in=allowed)
+        .filter(status=old)
+        .update(status=new_status)
+    )
+    if updated != 1:
+        # Nothing changed: the step was in a state this transition may not leave.
+        return False
+    step.status = new_status
+    events.publish(
+        events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
+    )
+    return True
+
+
+@transaction.atomic
+def patients_merge(*, surviving: Patient, merged: Patient) -> int:
+    """Move every order of ``merged`` to ``surviving``; returns the number moved."""
+    if surviving.pk == merged.pk:
+        raise DomainError("a patient cannot be merged into itself")
+    surviving = patient_current(surviving)
+    if surviving.pk == merged.pk:
+        raise DomainError("the surviving patient was itself merged into the other one")
+    moved = Order.objects.filter(patient=merged).update(patient=surviving)
+    if merged.merged_into_id != surviving.pk:
+        merged.merged_into = surviving
+        merged.save(update_fields=["merged_into", "updated_at"])
+    events.publish(
+        events.patients_merged, surviving_patient_id=surviving.pk, merged_patient_id=merged.pk
+    )
+    return moved
