@@ -18,13 +18,9 @@ app.autodiscover_tasks()
 @worker_init.connect
 def _refuse_bad_configuration(**_: object) -> None:
     from broker.checks import configuration_errors
-    from broker.settings import CELERY_BROKER_URL, CELERY_QUEUE_DIR
 
     problems = configuration_errors()
     if problems:
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2)
-    if CELERY_BROKER_URL.startswith("filesystem://"):
-        (CELERY_QUEUE_DIR / "messages").mkdir(parents=True, exist_ok=True)
-        (CELERY_QUEUE_DIR / "processed").mkdir(parents=True, exist_ok=True)

@@ -241,4 +241,8 @@ LOGGING = {
 
 CONFIG_PROBLEMS = _cfg.problems
 
-os.makedirs(VAR_DIR, exist_ok=True)
+os.makedirs(STATIC_ROOT, exist_ok=True)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Producers (listeners) and the worker share these folders.
+    os.makedirs(CELERY_QUEUE_DIR / "messages", exist_ok=True)
+    os.makedirs(CELERY_QUEUE_DIR / "processed", exist_ok=True)

@@ -8,7 +8,7 @@ from django.test import Client
 def test_it_answers_health_without_login(client: Client) -> None:
     response = client.get("/health/")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "worker_last_seen": None}
 
 
 @pytest.mark.django_db
