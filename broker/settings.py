@@ -89,12 +89,28 @@ HL7_TLS_KEY = _cfg.existing_file("HL7_TLS_KEY")
 HL7_STUDY_UID_POLICY = _cfg.choice("HL7_STUDY_UID_POLICY", "generate", ("generate", "reject"))
 HL7_RECEIVING_APPLICATION = _cfg.string("HL7_RECEIVING_APPLICATION", "WORKLIST")
 HL7_RECEIVING_FACILITY = _cfg.string("HL7_RECEIVING_FACILITY", "BROKER")
+# ORC-1/ORC-5 -> SPS status, e.g. "NW_SC=SCHEDULED,CA_CA=CANCELED"; empty: the default
+# table of the mapping document (checked by hl7v2.E001).
+HL7_ORDER_STATUS_TABLE = _cfg.string("HL7_ORDER_STATUS_TABLE", "")
+# Scheduled Station AE Title: ORC-18 / IPC-9 if sent, else the device registry (modality,
+# and IPC-8 location if sent); or only one of the two.
+HL7_STATION_AE_SOURCE = _cfg.choice(
+    "HL7_STATION_AE_SOURCE", "message-or-registry", ("message-or-registry", "message", "registry")
+)
+# Threads applying messages to the database (each holds one database connection).
+HL7_WORKERS = _cfg.integer("HL7_WORKERS", 8, minimum=1, maximum=64)
 
 # Status back to the RIS (MPPS -> ORC-5 IP/CM/DC). Empty host: no status is sent.
 RIS_HL7_HOST = _cfg.string("RIS_HL7_HOST", "")
 RIS_HL7_PORT = _cfg.port("RIS_HL7_PORT", 2576)
 RIS_HL7_MESSAGE = _cfg.choice("RIS_HL7_MESSAGE", "ORM^O01", ("ORM^O01", "OMI^O23"))
 RIS_HL7_TIMEOUT = _cfg.number("RIS_HL7_TIMEOUT", 10.0, minimum=0.1)
+# Retries of a status message the RIS did not accept (down, AE, AR): the wait doubles
+# from RIS_HL7_RETRY_DELAY up to RIS_HL7_RETRY_MAX_DELAY; after RIS_HL7_MAX_ATTEMPTS the
+# message is marked failed and holds back later messages of its order until retried.
+RIS_HL7_RETRY_DELAY = _cfg.number("RIS_HL7_RETRY_DELAY", 10.0, minimum=0.01)
+RIS_HL7_RETRY_MAX_DELAY = _cfg.number("RIS_HL7_RETRY_MAX_DELAY", 600.0, minimum=0.01)
+RIS_HL7_MAX_ATTEMPTS = _cfg.integer("RIS_HL7_MAX_ATTEMPTS", 50, minimum=1)
 
 # Prefix for generated UIDs (Study Instance UIDs when the RIS sends none). pydicom's
 # prefix is the default; a site with its own root sets it.

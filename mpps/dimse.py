@@ -1,11 +1,88 @@
-"""Modality Performed Procedure Step N-CREATE / N-SET SCP (filled in by the MPPS issue)."""
+"""Modality Performed Procedure Step SCP (PS3.4 Annex F): N-CREATE and N-SET.
+
+Thin handlers: unpack the request, call ``mpps.services``, turn the outcome into a
+status dataset. All rules live in ``mpps.validation`` and ``mpps.services``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, cast
 
-SOP_CLASSES: list[str] = []
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import evt
+from pynetdicom.dimse_primitives import N_CREATE, N_SET
+
+from broker.dicom import status
+from mpps import services
+from mpps.validation import Refusal
+
+logger = logging.getLogger(__name__)
+
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
+SOP_CLASSES: list[str] = [MPPS_SOP_CLASS]
+
+
+def _peer(event: evt.Event) -> str:
+    requestor = event.assoc.requestor
+    return f"{requestor.address}:{requestor.port} calling={requestor.ae_title!s}"
+
+
+def status_dataset(refusal: Refusal, *, with_tags: bool) -> Dataset:
+    """The DIMSE status of a refusal; N-SET responses can also list the tags."""
+    ds = Dataset()
+    ds.Status = refusal.status
+    ds.ErrorComment = refusal.comment[:64]
+    if refusal.error_id is not None:
+        ds.ErrorID = refusal.error_id
+    if with_tags and refusal.tags:
+        ds.AttributeIdentifierList = list(refusal.tags)
+    return ds
+
+
+def handle_n_create(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
+    request = cast(N_CREATE, event.request)
+    if request.AffectedSOPClassUID != MPPS_SOP_CLASS:
+        return status.NO_SUCH_SOP_CLASS, None
+    ds = event.attribute_list
+    # The SCU may leave the instance UID to us (PS3.7 10.1.5.1.4).
+    uid = str(request.AffectedSOPInstanceUID or generate_uid())
+    outcome = services.mpps_create(
+        sop_instance_uid=uid, ds=ds, calling_ae_title=str(event.assoc.requestor.ae_title)
+    )
+    if outcome.refusal is not None:
+        logger.warning(
+            "MPPS N-CREATE %s from %s refused: 0x%04X %s",
+            uid,
+            _peer(event),
+            outcome.refusal.status,
+            outcome.refusal.comment,
+        )
+        return status_dataset(outcome.refusal, with_tags=False), None
+    reply = Dataset()
+    if request.AffectedSOPInstanceUID is None:
+        reply.AffectedSOPInstanceUID = uid
+    return status.SUCCESS, reply
+
+
+def handle_n_set(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
+    request = cast(N_SET, event.request)
+    if request.RequestedSOPClassUID != MPPS_SOP_CLASS:
+        return status.NO_SUCH_SOP_CLASS, None
+    uid = str(request.RequestedSOPInstanceUID)
+    outcome = services.mpps_set(sop_instance_uid=uid, modification=event.modification_list)
+    if outcome.refusal is not None:
+        logger.warning(
+            "MPPS N-SET %s from %s refused: 0x%04X %s",
+            uid,
+            _peer(event),
+            outcome.refusal.status,
+            outcome.refusal.comment,
+        )
+        return status_dataset(outcome.refusal, with_tags=True), None
+    return status.SUCCESS, None
 
 
 def handlers() -> list[tuple[Any, Any]]:
-    return []
+    return [(evt.EVT_N_CREATE, handle_n_create), (evt.EVT_N_SET, handle_n_set)]

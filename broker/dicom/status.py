@@ -22,3 +22,16 @@ MISSING_ATTRIBUTE = 0x0120
 MISSING_ATTRIBUTE_VALUE = 0x0121
 # Error ID (0000,0902) text for an MPPS that may no longer be updated (PS3.4 F.7.2.2).
 MPPS_NO_LONGER_UPDATABLE = 0xA710
+
+# N-CREATE / N-SET on a SOP class this service does not serve (PS3.7 C.4).
+NO_SUCH_SOP_CLASS = 0x0118
+
+# C-FIND "unable to process" (0xC000-0xCFFF) causes of the worklist SCP, each sent with
+# an Error Comment (0000,0902) and, where one attribute is at fault, Offending Element.
+UNABLE_TO_PROCESS_INVALID_QUERY_VALUE = 0xC001
+UNABLE_TO_PROCESS_UNDECODABLE_IDENTIFIER = 0xC002
+UNABLE_TO_PROCESS_DATABASE_ERROR = 0xC003
+UNABLE_TO_PROCESS_INTERNAL_ERROR = 0xC004
+# Sent after MWL_MAX_ANSWERS pending answers when more entries match (0xA700, "Refused:
+# Out of Resources", with an Error Comment): the scanner should narrow its query.
+TOO_MANY_MATCHES = OUT_OF_RESOURCES

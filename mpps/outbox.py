@@ -1,0 +1,285 @@
+"""The RIS outbox: order status messages queued with the change that caused them, and
+sent in order, one order at a time, by the ``mpps.tasks`` worker task.
+
+Ordering: each order's messages carry a sequence number, and the sender only ever
+sends the oldest unsent message of an order; a message that failed for good holds
+back the later ones until an operator retries it. So CM never reaches the RIS
+before the IP of the same order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from mpps import ris
+from mpps.models import OutboundAttempt, OutboundMessage
+from mpps.status import OrderStatus, OutboundState
+from worklist.models import Order, ScheduledProcedureStep
+from worklist.status import FINAL, SPSStatus
+
+logger = logging.getLogger(__name__)
+
+
+def order_status_of(step_statuses: Iterable[str], *, performed: bool) -> str | None:
+    """The ORC-5 an order's scheduled steps amount to, once any of them was performed.
+
+    IP while anything is started or still to do; when every step is final, CM if any
+    was completed, else DC.
+    """
+    statuses = list(step_statuses)
+    if not performed or not statuses:
+        return None
+    if all(s in FINAL for s in statuses):
+        return (
+            OrderStatus.COMPLETED if SPSStatus.COMPLETED in statuses else OrderStatus.DISCONTINUED
+        )
+    return OrderStatus.IN_PROCESS
+
+
+def statuses_to_queue(last_queued: list[str], wanted: str | None) -> list[str]:
+    """Which statuses to add after ``last_queued`` (oldest first) to reach ``wanted``.
+
+    Nothing when it is already the latest; an IP first when a CM or DC would be the
+    first status of the order (an MPPS linked after it finished); no IP once the order
+    was reported finished (an appended MPPS does not reopen it).
+    """
+    if wanted is None or (last_queued and last_queued[-1] == wanted):
+        return []
+    if wanted == OrderStatus.IN_PROCESS:
+        return [] if last_queued else [wanted]
+    if OrderStatus.IN_PROCESS not in last_queued:
+        return [OrderStatus.IN_PROCESS, wanted]
+    return [wanted]
+
+
+def order_info(order: Order) -> ris.OrderInfo:
+    patient = order.patient
+    procedures = []
+    for procedure in order.procedures.order_by("pk").prefetch_related("steps__station_ae_titles"):
+        steps = tuple(
+            ris.StepInfo(
+                sps_id=s.sps_id,
+                modality=s.modality,
+                description=s.description,
+                station_ae_title=next((t.ae_title for t in s.station_ae_titles.all()), ""),
+            )
+            for s in sorted(procedure.steps.all(), key=lambda s: s.pk)
+        )
+        procedures.append(
+            ris.ProcedureInfo(
+                requested_procedure_id=procedure.requested_procedure_id,
+                study_instance_uid=procedure.study_instance_uid,
+                code_value=procedure.code_value,
+                code_meaning=procedure.code_meaning,
+                code_scheme=procedure.code_scheme,
+                description=procedure.description,
+                steps=steps,
+            )
+        )
+    return ris.OrderInfo(
+        patient_id=patient.patient_id,
+        patient_issuer=patient.issuer,
+        patient_name=patient.name,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        admission_id=order.admission_id,
+        accession_number=order.accession_number,
+        placer_order_number=order.placer_order_number,
+        filler_order_number=order.filler_order_number,
+        placer_application=order.placer_application,
+        procedures=tuple(procedures),
+    )
+
+
+def _queue(order: Order, order_status: str, *, sequence: int, mpps_id: int | None) -> None:
+    message = OutboundMessage.objects.create(
+        order=order,
+        sequence=sequence,
+        mpps_id=mpps_id,
+        order_status=order_status,
+        message_type=settings.RIS_HL7_MESSAGE,
+    )
+    message.control_id = f"BRKST{message.pk}"
+    message.raw = ris.build_status_message(
+        order_info(order),
+        order_status=order_status,
+        message_type=message.message_type,
+        control_id=message.control_id,
+        sending_application=settings.HL7_RECEIVING_APPLICATION,
+        sending_facility=settings.HL7_RECEIVING_FACILITY,
+        now=timezone.localtime(),
+    )
+    message.save(update_fields=["control_id", "raw"])
+
+
+def order_status_follow(order_ids: Iterable[int], *, mpps_id: int | None = None) -> None:
+    """Inside the caller's transaction: queue each order's new status, if it changed.
+
+    The order rows are locked (in id order, so two callers cannot deadlock) so that two
+    concurrent MPPS updates of one order number their messages one after the other.
+    """
+    if not settings.RIS_HL7_HOST:
+        return
+    for order in Order.objects.select_for_update().filter(pk__in=set(order_ids)).order_by("pk"):
+        steps = ScheduledProcedureStep.objects.filter(procedure__order=order)
+        performed = steps.filter(mpps_links__isnull=False).exists()
+        wanted = order_status_of(steps.values_list("status", flat=True), performed=performed)
+        queued = list(
+            OutboundMessage.objects.filter(order=order)
+            .order_by("sequence")
+            .values_list("order_status", flat=True)
+        )
+        new = statuses_to_queue(queued, wanted)
+        if not new:
+            continue
+        top = OutboundMessage.objects.filter(order=order).aggregate(top=Max("sequence"))["top"]
+        for offset, order_status in enumerate(new, start=1):
+            _queue(order, order_status, sequence=(top or 0) + offset, mpps_id=mpps_id)
+        _send_after_commit(order.pk)
+
+
+def _send_after_commit(order_id: int) -> None:
+    from mpps.tasks import ris_order_send
+
+    # robust: a queue outage must not fail the DICOM answer; the message stays pending
+    # in the outbox and ``ris_pending_send`` picks it up.
+    transaction.on_commit(lambda: ris_order_send.delay(order_id), robust=True)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failure: doubling, capped."""
+    delay: float = settings.RIS_HL7_RETRY_DELAY * (2 ** max(attempts - 1, 0))
+    return float(min(delay, settings.RIS_HL7_RETRY_MAX_DELAY))
+
+
+def _lease() -> dt.timedelta:
+    return dt.timedelta(seconds=2 * settings.RIS_HL7_TIMEOUT + 30)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    sent: int
+    # Seconds after which to call again; None when nothing is left to do now.
+    retry_in: float | None
+
+
+def order_send(order_id: int) -> SendResult:
+    """Send the order's unsent status messages, oldest first, until one fails.
+
+    Steps: take the oldest unsent message; stop if it failed for good or waits for its
+    backoff; claim it with a lease (a conditional UPDATE, so two workers never send it
+    at once); deliver; record the attempt and the new state; go on with the next one.
+    """
+    sent = 0
+    while True:
+        head = (
+            OutboundMessage.objects.filter(order_id=order_id)
+            .exclude(state=OutboundState.SENT)
+            .order_by("sequence")
+            .first()
+        )
+        if head is None or head.state == OutboundState.FAILED:
+            return SendResult(sent, None)
+        if not settings.RIS_HL7_HOST:
+            logger.warning("RIS status for order %s not sent: RIS_HL7_HOST is empty", order_id)
+            return SendResult(sent, None)
+        now = timezone.now()
+        if head.next_attempt_at and head.next_attempt_at > now:
+            return SendResult(sent, (head.next_attempt_at - now).total_seconds())
+        claimed = (
+            OutboundMessage.objects.filter(pk=head.pk, state=OutboundState.PENDING)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .update(lease_until=now + _lease())
+        )
+        if claimed != 1:
+            # Another worker holds this order's head and goes on with the rest itself;
+            # look again once its lease is over, in case that worker died.
+            return SendResult(sent, _lease().total_seconds())
+        delivery = ris.deliver(
+            head.raw,
+            head.control_id,
+            host=settings.RIS_HL7_HOST,
+            port=settings.RIS_HL7_PORT,
+            timeout=settings.RIS_HL7_TIMEOUT,
+        )
+        retry_in = _record(head, delivery, started_at=now)
+        if not delivery.accepted:
+            return SendResult(sent, retry_in)
+        sent += 1
+
+
+@transaction.atomic
+def _record(
+    message: OutboundMessage, delivery: ris.Delivery, *, started_at: dt.datetime
+) -> float | None:
+    finished = timezone.now()
+    OutboundAttempt.objects.create(
+        message=message,
+        started_at=started_at,
+        finished_at=finished,
+        outcome=delivery.outcome,
+        ack=delivery.ack,
+        error=delivery.error,
+    )
+    attempts = message.attempts + 1
+    fields: dict[str, object] = {"attempts": attempts, "lease_until": None}
+    retry_in: float | None = None
+    if delivery.accepted:
+        fields |= {"state": OutboundState.SENT, "sent_at": finished, "last_error": ""}
+        logger.info(
+            "RIS status %s for order %s accepted (%s)",
+            message.order_status,
+            message.order_id,
+            message.control_id,
+        )
+    elif attempts >= settings.RIS_HL7_MAX_ATTEMPTS:
+        fields |= {"state": OutboundState.FAILED, "last_error": delivery.error}
+        logger.error(
+            "RIS status %s for order %s failed %d times, giving up: %s %s",
+            message.order_status,
+            message.order_id,
+            attempts,
+            delivery.outcome,
+            delivery.error,
+        )
+    else:
+        retry_in = backoff(attempts)
+        fields |= {
+            "last_error": delivery.error,
+            "next_attempt_at": finished + dt.timedelta(seconds=retry_in),
+        }
+        logger.warning(
+            "RIS status %s for order %s not accepted (%s %s), retry in %.1f s",
+            message.order_status,
+            message.order_id,
+            delivery.outcome,
+            delivery.error,
+            retry_in,
+        )
+    OutboundMessage.objects.filter(pk=message.pk).update(**fields)
+    return retry_in
+
+
+@transaction.atomic
+def message_retry(message: OutboundMessage) -> None:
+    """An operator sends a failed message again (and so releases its order's queue)."""
+    OutboundMessage.objects.filter(pk=message.pk, state=OutboundState.FAILED).update(
+        state=OutboundState.PENDING, attempts=0, next_attempt_at=None, lease_until=None
+    )
+    _send_after_commit(message.order_id)
+
+
+def pending_order_ids() -> list[int]:
+    return list(
+        OutboundMessage.objects.filter(state=OutboundState.PENDING)
+        .values_list("order_id", flat=True)
+        .distinct()
+    )
