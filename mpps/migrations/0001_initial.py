@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('worklist', '0002_mwl_step_fields_pattern_indexes'),
+        ('worklist', '0001_initial'),
     ]
 
     operations = [
