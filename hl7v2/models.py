@@ -18,10 +18,23 @@ class InboundMessage(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
     error = models.TextField(blank=True, default="")
     ack = models.BinaryField(blank=True, default=b"")
+    # The message as first received, kept when a corrected version was reprocessed.
+    original_raw = models.BinaryField(null=True, blank=True)
+    reprocessed_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        constraints = [
+            # A message (sender + MSH-10) is applied at most once, even when two copies
+            # arrive at the same moment on two connections: the second insert fails and
+            # its transaction, with everything it applied, is rolled back.
+            models.UniqueConstraint(
+                fields=["sending_application", "sending_facility", "control_id"],
+                condition=models.Q(outcome=Outcome.ACCEPTED) & ~models.Q(control_id=""),
+                name="hl7_in_applied_once",
+            )
+        ]
         indexes = [
             models.Index(
                 fields=["sending_application", "sending_facility", "control_id"],

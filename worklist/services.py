@@ -188,8 +188,14 @@ def step_upsert(
     else:
         if _apply(step, fields):
             step.save()
-        if new_status and new_status != step.status:
-            step_set_status(step=step, new_status=new_status)
+        if (
+            new_status
+            and new_status != step.status
+            and not step_set_status(step=step, new_status=new_status)
+        ):
+            raise DomainError(
+                f"Scheduled Procedure Step {sps_id} is {step.status}; it cannot become {new_status}"
+            )
     if station_ae_titles is not None:
         titles = list(dict.fromkeys(t for t in station_ae_titles if t))
         step.station_ae_titles.exclude(ae_title__in=titles).delete()
@@ -235,6 +241,39 @@ def step_set_status(
         events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
     )
     return True
+
+
+@transaction.atomic
+def patient_change_identifier(
+    *, patient_id: str, issuer: str, new_patient_id: str, new_issuer: str
+) -> Patient | None:
+    """Give the patient known as ``patient_id``/``issuer`` a new identifier (HL7 A47).
+
+    Returns the renamed patient, or None if no patient had the old identifier (nothing to
+    change; a repeated A47 arrives here). Refuses when the new identifier already
+    belongs to another patient: that is a merge, not a change of identifier.
+    """
+    if not new_patient_id:
+        raise DomainError("the new Patient ID is empty")
+    if (patient_id, issuer) == (new_patient_id, new_issuer):
+        return Patient.objects.filter(patient_id=patient_id, issuer=issuer).first()
+    patient = (
+        Patient.objects.select_for_update().filter(patient_id=patient_id, issuer=issuer).first()
+    )
+    if patient is None:
+        return None
+    if Patient.objects.filter(patient_id=new_patient_id, issuer=new_issuer).exists():
+        raise DomainError("the new patient identifier already belongs to another patient")
+    patient.patient_id = new_patient_id
+    patient.issuer = new_issuer
+    try:
+        with transaction.atomic():
+            patient.save(update_fields=["patient_id", "issuer", "updated_at"])
+    except IntegrityError:
+        # Created by a concurrent message between the check and the update.
+        raise DomainError("the new patient identifier already belongs to another patient") from None
+    events.publish(events.patient_changed, patient_id=patient.pk)
+    return patient
 
 
 @transaction.atomic
