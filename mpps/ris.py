@@ -11,7 +11,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
+from hl7v2.mllp import FrameDecoder, frame
 from mpps.status import AttemptOutcome
 
 FIELD_SEP = "|"
@@ -259,13 +259,12 @@ def deliver(raw: str, control_id: str, *, host: str, port: int, timeout: float) 
                         AttemptOutcome.CONNECTION_FAILED,
                         error="RIS closed the connection without an acknowledgement",
                     )
-                frames = decoder.feed(chunk)
-                if frames:
-                    ack = frames[0].decode("utf-8", errors="replace")
-                    return read_ack(ack, control_id)
+                for complete in decoder.feed(chunk):
+                    if not isinstance(complete, bytes | bytearray):
+                        # An oversized frame: no acknowledgement we could read.
+                        return Delivery(AttemptOutcome.BAD_ACK, error="acknowledgement too large")
+                    return read_ack(complete.decode("utf-8", errors="replace"), control_id)
         except TimeoutError:
             return Delivery(AttemptOutcome.TIMEOUT, error=f"no acknowledgement in {timeout:g} s")
-        except FrameTooLarge as exc:
-            return Delivery(AttemptOutcome.BAD_ACK, error=str(exc))
         except OSError as exc:
             return Delivery(AttemptOutcome.CONNECTION_FAILED, error=f"{host}:{port}: {exc}")

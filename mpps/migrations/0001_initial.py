@@ -5,170 +5,335 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('worklist', '0001_initial'),
+        ("worklist", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PerformedProcedureStep',
+            name="PerformedProcedureStep",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sop_instance_uid', models.CharField(max_length=64, unique=True, verbose_name='SOP Instance UID')),
-                ('status', models.CharField(choices=[('IN PROGRESS', 'In Progress'), ('COMPLETED', 'Completed'), ('DISCONTINUED', 'Discontinued')], default='IN PROGRESS', max_length=12)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('pps_id', models.CharField(blank=True, default='', max_length=16, verbose_name='Performed Procedure Step ID')),
-                ('station_ae_title', models.CharField(blank=True, default='', max_length=16)),
-                ('station_name', models.CharField(blank=True, default='', max_length=16)),
-                ('location', models.CharField(blank=True, default='', max_length=16)),
-                ('modality', models.CharField(blank=True, default='', max_length=16)),
-                ('description', models.CharField(blank=True, default='', max_length=64)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('patient_id', models.CharField(blank=True, default='', max_length=64)),
-                ('patient_name', models.CharField(blank=True, default='', max_length=324)),
-                ('study_id', models.CharField(blank=True, default='', max_length=16)),
-                ('calling_ae_title', models.CharField(blank=True, default='', max_length=16)),
-                ('dataset', models.JSONField(default=dict, verbose_name='received attributes (DICOM JSON)')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "sop_instance_uid",
+                    models.CharField(max_length=64, unique=True, verbose_name="SOP Instance UID"),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("IN PROGRESS", "In Progress"),
+                            ("COMPLETED", "Completed"),
+                            ("DISCONTINUED", "Discontinued"),
+                        ],
+                        default="IN PROGRESS",
+                        max_length=12,
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
+                (
+                    "pps_id",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        max_length=16,
+                        verbose_name="Performed Procedure Step ID",
+                    ),
+                ),
+                ("station_ae_title", models.CharField(blank=True, default="", max_length=16)),
+                ("station_name", models.CharField(blank=True, default="", max_length=16)),
+                ("location", models.CharField(blank=True, default="", max_length=16)),
+                ("modality", models.CharField(blank=True, default="", max_length=16)),
+                ("description", models.CharField(blank=True, default="", max_length=64)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("patient_id", models.CharField(blank=True, default="", max_length=64)),
+                ("patient_name", models.CharField(blank=True, default="", max_length=324)),
+                ("study_id", models.CharField(blank=True, default="", max_length=16)),
+                ("calling_ae_title", models.CharField(blank=True, default="", max_length=16)),
+                (
+                    "dataset",
+                    models.JSONField(default=dict, verbose_name="received attributes (DICOM JSON)"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'performed procedure step',
+                "verbose_name": "performed procedure step",
             },
         ),
         migrations.CreateModel(
-            name='OutboundMessage',
+            name="OutboundMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sequence', models.PositiveIntegerField()),
-                ('order_status', models.CharField(choices=[('IP', 'In process'), ('CM', 'Completed'), ('DC', 'Discontinued')], max_length=2)),
-                ('message_type', models.CharField(max_length=16)),
-                ('control_id', models.CharField(blank=True, default='', max_length=20, verbose_name='MSH-10')),
-                ('raw', models.TextField(blank=True, default='')),
-                ('state', models.CharField(choices=[('PENDING', 'Waiting to be sent'), ('SENT', 'Accepted by the RIS'), ('FAILED', 'Gave up; holds back later messages of the order')], default='PENDING', max_length=8)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ris_messages', to='worklist.order')),
-                ('mpps', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ris_messages', to='mpps.performedprocedurestep')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sequence", models.PositiveIntegerField()),
+                (
+                    "order_status",
+                    models.CharField(
+                        choices=[("IP", "In process"), ("CM", "Completed"), ("DC", "Discontinued")],
+                        max_length=2,
+                    ),
+                ),
+                ("message_type", models.CharField(max_length=16)),
+                (
+                    "control_id",
+                    models.CharField(blank=True, default="", max_length=20, verbose_name="MSH-10"),
+                ),
+                ("raw", models.TextField(blank=True, default="")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Waiting to be sent"),
+                            ("SENT", "Accepted by the RIS"),
+                            ("FAILED", "Gave up; holds back later messages of the order"),
+                        ],
+                        default="PENDING",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ris_messages",
+                        to="worklist.order",
+                    ),
+                ),
+                (
+                    "mpps",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="ris_messages",
+                        to="mpps.performedprocedurestep",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PerformedSeries',
+            name="PerformedSeries",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('series_instance_uid', models.CharField(max_length=64)),
-                ('series_description', models.CharField(blank=True, default='', max_length=64)),
-                ('protocol_name', models.CharField(blank=True, default='', max_length=64)),
-                ('retrieve_ae_title', models.CharField(blank=True, default='', max_length=16)),
-                ('mpps', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='series', to='mpps.performedprocedurestep')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("series_instance_uid", models.CharField(max_length=64)),
+                ("series_description", models.CharField(blank=True, default="", max_length=64)),
+                ("protocol_name", models.CharField(blank=True, default="", max_length=64)),
+                ("retrieve_ae_title", models.CharField(blank=True, default="", max_length=16)),
+                (
+                    "mpps",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="series",
+                        to="mpps.performedprocedurestep",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'performed series',
+                "verbose_name_plural": "performed series",
             },
         ),
         migrations.CreateModel(
-            name='PerformedInstance',
+            name="PerformedInstance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sop_class_uid', models.CharField(max_length=64)),
-                ('sop_instance_uid', models.CharField(max_length=64)),
-                ('series', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='instances', to='mpps.performedseries')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sop_class_uid", models.CharField(max_length=64)),
+                ("sop_instance_uid", models.CharField(max_length=64)),
+                (
+                    "series",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="instances",
+                        to="mpps.performedseries",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ScheduledReference',
+            name="ScheduledReference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('study_instance_uid', models.CharField(max_length=64)),
-                ('accession_number', models.CharField(blank=True, default='', max_length=16)),
-                ('requested_procedure_id', models.CharField(blank=True, default='', max_length=16)),
-                ('sps_id', models.CharField(blank=True, default='', max_length=16)),
-                ('mpps', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='scheduled_references', to='mpps.performedprocedurestep')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("study_instance_uid", models.CharField(max_length=64)),
+                ("accession_number", models.CharField(blank=True, default="", max_length=16)),
+                ("requested_procedure_id", models.CharField(blank=True, default="", max_length=16)),
+                ("sps_id", models.CharField(blank=True, default="", max_length=16)),
+                (
+                    "mpps",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="scheduled_references",
+                        to="mpps.performedprocedurestep",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StepLink',
+            name="StepLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('mpps', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='mpps.performedprocedurestep')),
-                ('step', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mpps_links', to='worklist.scheduledprocedurestep')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "mpps",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="links",
+                        to="mpps.performedprocedurestep",
+                    ),
+                ),
+                (
+                    "step",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="mpps_links",
+                        to="worklist.scheduledprocedurestep",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='performedprocedurestep',
-            name='steps',
-            field=models.ManyToManyField(blank=True, related_name='performed_steps', through='mpps.StepLink', to='worklist.scheduledprocedurestep'),
+            model_name="performedprocedurestep",
+            name="steps",
+            field=models.ManyToManyField(
+                blank=True,
+                related_name="performed_steps",
+                through="mpps.StepLink",
+                to="worklist.scheduledprocedurestep",
+            ),
         ),
         migrations.CreateModel(
-            name='OutboundAttempt',
+            name="OutboundAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField()),
-                ('outcome', models.CharField(choices=[('AA', 'Application accept'), ('AE', 'Application error'), ('AR', 'Application reject'), ('CONNECT', 'RIS unreachable'), ('TIMEOUT', 'No acknowledgement in time'), ('BAD_ACK', 'Unreadable or mismatched acknowledgement')], max_length=8)),
-                ('ack', models.TextField(blank=True, default='')),
-                ('error', models.TextField(blank=True, default='')),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tries', to='mpps.outboundmessage')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("AA", "Application accept"),
+                            ("AE", "Application error"),
+                            ("AR", "Application reject"),
+                            ("CONNECT", "RIS unreachable"),
+                            ("TIMEOUT", "No acknowledgement in time"),
+                            ("BAD_ACK", "Unreadable or mismatched acknowledgement"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("ack", models.TextField(blank=True, default="")),
+                ("error", models.TextField(blank=True, default="")),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tries",
+                        to="mpps.outboundmessage",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['message', 'started_at'], name='ris_attempt_message_idx')],
+                "indexes": [
+                    models.Index(fields=["message", "started_at"], name="ris_attempt_message_idx")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='outboundmessage',
-            index=models.Index(fields=['state', 'order', 'sequence'], name='ris_message_state_idx'),
+            model_name="outboundmessage",
+            index=models.Index(fields=["state", "order", "sequence"], name="ris_message_state_idx"),
         ),
         migrations.AddConstraint(
-            model_name='outboundmessage',
-            constraint=models.UniqueConstraint(fields=('order', 'sequence'), name='ris_message_sequence'),
+            model_name="outboundmessage",
+            constraint=models.UniqueConstraint(
+                fields=("order", "sequence"), name="ris_message_sequence"
+            ),
         ),
         migrations.AddIndex(
-            model_name='performedseries',
-            index=models.Index(fields=['series_instance_uid'], name='mpps_series_uid_idx'),
+            model_name="performedseries",
+            index=models.Index(fields=["series_instance_uid"], name="mpps_series_uid_idx"),
         ),
         migrations.AddConstraint(
-            model_name='performedseries',
-            constraint=models.UniqueConstraint(fields=('mpps', 'series_instance_uid'), name='mpps_series_unique'),
+            model_name="performedseries",
+            constraint=models.UniqueConstraint(
+                fields=("mpps", "series_instance_uid"), name="mpps_series_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='performedinstance',
-            index=models.Index(fields=['sop_instance_uid'], name='mpps_instance_uid_idx'),
+            model_name="performedinstance",
+            index=models.Index(fields=["sop_instance_uid"], name="mpps_instance_uid_idx"),
         ),
         migrations.AddConstraint(
-            model_name='performedinstance',
-            constraint=models.UniqueConstraint(fields=('series', 'sop_instance_uid'), name='mpps_instance_unique'),
+            model_name="performedinstance",
+            constraint=models.UniqueConstraint(
+                fields=("series", "sop_instance_uid"), name="mpps_instance_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='scheduledreference',
-            index=models.Index(fields=['study_instance_uid'], name='mpps_ref_study_idx'),
+            model_name="scheduledreference",
+            index=models.Index(fields=["study_instance_uid"], name="mpps_ref_study_idx"),
         ),
         migrations.AddIndex(
-            model_name='scheduledreference',
-            index=models.Index(fields=['accession_number'], name='mpps_ref_accession_idx'),
+            model_name="scheduledreference",
+            index=models.Index(fields=["accession_number"], name="mpps_ref_accession_idx"),
         ),
         migrations.AddConstraint(
-            model_name='steplink',
-            constraint=models.UniqueConstraint(fields=('mpps', 'step'), name='mpps_step_link_unique'),
+            model_name="steplink",
+            constraint=models.UniqueConstraint(
+                fields=("mpps", "step"), name="mpps_step_link_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='performedprocedurestep',
-            index=models.Index(fields=['status', 'created_at'], name='mpps_status_created_idx'),
+            model_name="performedprocedurestep",
+            index=models.Index(fields=["status", "created_at"], name="mpps_status_created_idx"),
         ),
         migrations.AddIndex(
-            model_name='performedprocedurestep',
-            index=models.Index(fields=['patient_id'], name='mpps_patient_id_idx'),
+            model_name="performedprocedurestep",
+            index=models.Index(fields=["patient_id"], name="mpps_patient_id_idx"),
         ),
         migrations.AddIndex(
-            model_name='performedprocedurestep',
-            index=models.Index(fields=['started_at'], name='mpps_started_idx'),
+            model_name="performedprocedurestep",
+            index=models.Index(fields=["started_at"], name="mpps_started_idx"),
         ),
     ]
