@@ -1,3 +1,133 @@
-"""Fixtures for dicom tests."""
+"""Fixtures for dicom tests: the in-process DICOM listener, worklist test data, a SCU."""
 
 from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+from broker.dicom import server
+from worklist import services
+from worklist.models import ScheduledProcedureStep
+
+DCMTK_TOOLS = ("findscu", "wlmscpfs", "dump2dcm", "echoscu")
+
+
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """An aware datetime in TIME_ZONE (SPS start date/time match in local time)."""
+    return timezone.make_aware(datetime(year, month, day, hour, minute))
+
+
+def schedule(
+    *,
+    patient_id: str = "P1",
+    patient_name: str = "DOE^JOHN",
+    accession: str = "A1",
+    rp_id: str = "RP1",
+    study_uid: str | None = None,
+    sps_id: str = "S1",
+    modality: str = "CT",
+    start: datetime | None = None,
+    stations: Iterable[str] = ("CT1",),
+    status: str = "SCHEDULED",
+    patient: Mapping[str, Any] | None = None,
+    order: Mapping[str, Any] | None = None,
+    procedure: Mapping[str, Any] | None = None,
+    step: Mapping[str, Any] | None = None,
+) -> ScheduledProcedureStep:
+    """One scheduled step, written through the domain services as HL7 intake does."""
+    p = services.patient_upsert(
+        patient_id=patient_id, fields={"name": patient_name, **(patient or {})}
+    )
+    o, _ = services.order_upsert(patient=p, accession_number=accession, fields=dict(order or {}))
+    rp = services.procedure_upsert(
+        order=o,
+        requested_procedure_id=rp_id,
+        study_instance_uid=study_uid or generate_uid(entropy_srcs=[accession, rp_id]),
+        fields=dict(procedure or {}),
+    )
+    return services.step_upsert(
+        procedure=rp,
+        sps_id=sps_id,
+        fields={
+            "modality": modality,
+            "start": start or local(2026, 11, 25, 9, 0),
+            "status": status,
+            **(step or {}),
+        },
+        station_ae_titles=list(stations),
+    )
+
+
+@dataclass
+class Listener:
+    host: str
+    port: int
+    ae_title: str
+
+
+@pytest.fixture
+def dicom_listener(free_port: int) -> Iterator[Listener]:
+    """The broker's DICOM listener, in-process, on a free port."""
+    from django.conf import settings
+
+    running = server.start("127.0.0.1", free_port, block=False)
+    assert running is not None
+    try:
+        yield Listener("127.0.0.1", free_port, settings.BROKER_AE_TITLE)
+    finally:
+        running.shutdown()
+
+
+def worklist_query(**keys: Any) -> Dataset:
+    """A worklist identifier: top-level keys as given, ``sps`` for the SPS item."""
+    ds = Dataset()
+    sps = keys.pop("sps", None)
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    if sps is not None:
+        item = Dataset()
+        for keyword, value in sps.items():
+            setattr(item, keyword, value)
+        ds.ScheduledProcedureStepSequence = [item]
+    return ds
+
+
+def find(
+    listener: Listener,
+    identifier: Dataset,
+    *,
+    calling: str = "TESTSCU",
+    called: str | None = None,
+) -> list[tuple[int, Dataset | None]]:
+    """Send one C-FIND on a new association; return every (status, identifier)."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    assoc = ae.associate(listener.host, listener.port, ae_title=called or listener.ae_title)
+    assert assoc.is_established, "association was not accepted"
+    try:
+        answers = []
+        for status, answer in assoc.send_c_find(identifier, ModalityWorklistInformationFind):
+            assert status is not None, "no response (timeout or abort)"
+            answers.append((int(status.Status), answer))
+            if int(status.Status) not in (0xFF00, 0xFF01):
+                answers[-1] = (int(status.Status), status)
+        return answers
+    finally:
+        assoc.release()
+
+
+def require_dcmtk() -> None:
+    """DCMTK is an independent peer of the conformance tests: fail, never skip, without it."""
+    missing = [tool for tool in DCMTK_TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"DCMTK tools missing: {', '.join(missing)} (apt-get install dcmtk)")

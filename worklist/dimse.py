@@ -1,11 +1,169 @@
-"""Modality Worklist C-FIND SCP (filled in by the worklist issue)."""
+"""Modality Worklist C-FIND SCP (Modality Worklist Information Model - FIND).
+
+The handler logs, delegates to :func:`find` (matching + response building, no
+sockets) and maps every failure to a DIMSE status; nothing a peer sends may escape as
+an exception into pynetdicom.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-SOP_CLASSES: list[str] = []
+from django.conf import settings
+from django.db import DatabaseError
+from pydicom import Dataset
+from pynetdicom import evt
+from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+from broker.dicom import outcome, status
+from worklist.matching import MatchOptions, QueryError, match, offending
+from worklist.responses import ResponseBuilder, return_keys
+
+logger = logging.getLogger(__name__)
+
+SOP_CLASSES: list[str] = [ModalityWorklistInformationFind]
+
+
+@dataclass
+class FindResult:
+    """The answers to one query: response identifiers, and what to tell the peer."""
+
+    datasets: Iterator[Dataset]
+    count: int
+    truncated: bool
+    unsupported: list[int]
+
+
+def find(
+    identifier: Dataset,
+    *,
+    calling_ae: str = "",
+    max_answers: int | None = None,
+    implicit_vr: bool = True,
+    little_endian: bool = True,
+) -> FindResult:
+    """Run a worklist query: match in the database, then build the answers lazily.
+
+    Raises ``QueryError`` for identifiers and values the SCP cannot process.
+    """
+    limit = settings.MWL_MAX_ANSWERS if max_answers is None else max_answers
+    options = MatchOptions(
+        pn_case_insensitive=settings.MWL_PN_CASE_INSENSITIVE,
+        calling_ae_as_station=settings.MWL_CALLING_AE_AS_STATION,
+        calling_ae=calling_ae,
+    )
+    keys = return_keys(identifier)
+    matching = match(identifier, options)
+    builder = ResponseBuilder(keys, implicit_vr=implicit_vr, little_endian=little_endian)
+    # One row more than allowed tells "truncated" without counting every match.
+    rows, stations = builder.rows(matching.queryset, limit + 1)
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    return FindResult(
+        datasets=builder.datasets(rows, stations),
+        count=len(rows),
+        truncated=truncated,
+        unsupported=sorted(set(keys.unsupported) | set(matching.unsupported)),
+    )
+
+
+def failure(code: int, comment: str, tag: int | None = None) -> Dataset:
+    """A failure status dataset with Error Comment (and Offending Element)."""
+    ds = Dataset()
+    ds.Status = code
+    # Error Comment is LO: 64 characters at most.
+    ds.ErrorComment = comment[:64]
+    element = offending(tag)
+    if element is not None:
+        ds.OffendingElement = element
+    return ds
+
+
+def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
+    """EVT_C_FIND: answer a worklist query."""
+    assoc = event.assoc
+    calling_ae = str(assoc.requestor.ae_title).strip()
+    started = time.monotonic()
+    outcome.count(assoc, "C-FIND")
+    try:
+        identifier = event.identifier
+        # Decoding is lazy in pydicom: touch every value now, so that a broken
+        # identifier fails here and not halfway through matching.
+        for _element in identifier.iterall():
+            pass
+    except Exception as exc:
+        logger.warning("C-FIND from %s: identifier cannot be decoded: %s", calling_ae, exc)
+        yield (
+            failure(status.UNABLE_TO_PROCESS_UNDECODABLE_IDENTIFIER, "Cannot decode identifier"),
+            None,
+        )
+        return
+
+    transfer_syntax = event.context.transfer_syntax
+    try:
+        result = find(
+            identifier,
+            calling_ae=calling_ae,
+            implicit_vr=transfer_syntax.is_implicit_VR,
+            little_endian=transfer_syntax.is_little_endian,
+        )
+    except QueryError as exc:
+        logger.info("C-FIND from %s refused: %s", calling_ae, exc.comment)
+        yield failure(exc.status, exc.comment, exc.tag), None
+        return
+    except DatabaseError:
+        logger.exception("C-FIND from %s: database error", calling_ae)
+        yield (
+            failure(status.UNABLE_TO_PROCESS_DATABASE_ERROR, "Worklist database unavailable"),
+            None,
+        )
+        return
+    except Exception:
+        logger.exception("C-FIND from %s: cannot process the query", calling_ae)
+        yield failure(status.UNABLE_TO_PROCESS_INTERNAL_ERROR, "Internal error"), None
+        return
+
+    pending = status.PENDING_WARNING_OPTIONAL_KEYS if result.unsupported else status.PENDING
+    sent = 0
+    try:
+        for dataset in result.datasets:
+            if event.is_cancelled:
+                logger.info("C-FIND from %s cancelled after %d answers", calling_ae, sent)
+                outcome.count(assoc, "answers", sent)
+                yield status.CANCEL, None
+                return
+            yield pending, dataset
+            sent += 1
+    except Exception:
+        logger.exception("C-FIND from %s: cannot build an answer", calling_ae)
+        outcome.count(assoc, "answers", sent)
+        yield failure(status.UNABLE_TO_PROCESS_INTERNAL_ERROR, "Internal error"), None
+        return
+    outcome.count(assoc, "answers", sent)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    if result.truncated:
+        logger.warning(
+            "C-FIND from %s matched more than MWL_MAX_ANSWERS=%d entries: sent %d, then 0x%04X",
+            calling_ae,
+            result.count,
+            sent,
+            status.TOO_MANY_MATCHES,
+        )
+        yield (
+            failure(
+                status.TOO_MANY_MATCHES,
+                f"More than {result.count} matches; narrow the query",
+            ),
+            None,
+        )
+        return
+    # Returning ends the generator; pynetdicom then sends the final Success.
+    logger.debug("C-FIND from %s: %d answers in %.1f ms", calling_ae, sent, elapsed_ms)
 
 
 def handlers() -> list[tuple[Any, Any]]:
-    return []
+    return [(evt.EVT_C_FIND, handle_find)]

@@ -155,6 +155,10 @@ class ScheduledProcedureStep(models.Model):
         max_length=324, blank=True, default="", editable=False
     )
     description = models.CharField(max_length=64, blank=True, default="")
+    # Requested Contrast Agent (0032,1070) and Pre-Medication (0040,0012): worklist
+    # return keys that file-based worklists carry and scanners display.
+    contrast_agent = models.CharField(max_length=64, blank=True, default="")
+    premedication = models.CharField(max_length=64, blank=True, default="")
     # [{"value": ..., "scheme": ..., "meaning": ...}]
     protocol_codes = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=12, choices=SPSStatus.choices, default=SPSStatus.SCHEDULED)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, connections
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -26,7 +27,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from broker.dicom import status
+from broker.dicom import outcome, status
 from broker.dicom.net import tune_socket
 
 logger = logging.getLogger(__name__)
@@ -46,35 +47,105 @@ def handle_echo(event: evt.Event) -> int:
     return status.SUCCESS
 
 
-def _peer(event: evt.Event) -> str:
-    assoc = event.assoc
+def _peer(assoc: Any) -> str:
+    calling = str(assoc.requestor.ae_title or "").strip()
+    primitive = assoc.requestor.primitive
+    if not calling and primitive is not None:
+        calling = str(primitive.calling_ae_title or "").strip()
+    called = str(primitive.called_ae_title or "").strip() if primitive is not None else ""
     return (
-        f"{assoc.requestor.address}:{assoc.requestor.port} "
-        f"calling={assoc.requestor.ae_title!s} called={assoc.acceptor.ae_title!s}"
+        f"{assoc.requestor.address}:{assoc.requestor.port} calling={calling or '-'} "
+        f"called={called or '-'}"
     )
 
 
-def handle_accepted(event: evt.Event) -> None:
-    logger.info("DICOM association accepted from %s", _peer(event))
+def _ending(assoc: Any) -> str:
+    if assoc.is_released:
+        return "released"
+    if assoc.is_aborted:
+        return "aborted"
+    if assoc.is_rejected:
+        reason = getattr(assoc, "_broker_reject_reason", "")
+        return f"rejected ({reason})" if reason else "rejected"
+    return "closed without release"
+
+
+def calling_ae_allowed(ae_title: str) -> bool:
+    """DICOM_RESTRICT_CALLING_AE: only active devices of the registry may associate."""
+    from worklist.models import Device
+
+    return Device.objects.filter(ae_title=ae_title.strip(), is_active=True).exists()
+
+
+def handle_requested(event: evt.Event) -> None:
+    """EVT_REQUESTED: reject calling AE titles unknown to the device registry, if asked to."""
+    if not settings.DICOM_RESTRICT_CALLING_AE:
+        return
+    assoc: Any = event.assoc
+    calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
+    try:
+        allowed = calling_ae_allowed(calling)
+    except DatabaseError:
+        logger.exception("cannot read the device registry; rejecting %s", calling)
+        assoc._broker_reject_reason = "device registry unavailable"
+        # Rejected transient: the peer may try again later.
+        assoc.acse.send_reject(0x02, 0x01, 0x01)
+        assoc.kill()
+        return
+    if not allowed:
+        assoc._broker_reject_reason = "calling AE title not in the device registry"
+        # Rejected permanent, by the service user, calling AE title not recognised.
+        assoc.acse.send_reject(0x01, 0x01, 0x03)
+        # As pynetdicom does after its own rejections: stop the DUL thread too.
+        assoc.kill()
 
 
 def handle_rejected(event: evt.Event) -> None:
-    logger.warning("DICOM association rejected from %s", _peer(event))
+    # pynetdicom's own rejections (called AE title, association limit): remember why.
+    assoc: Any = event.assoc
+    if not getattr(assoc, "_broker_reject_reason", ""):
+        primitive = assoc.acceptor.primitive
+        diagnostic = getattr(primitive, "diagnostic", None)
+        reasons = {0x03: "calling AE title not recognised", 0x07: "called AE title not recognised"}
+        source = getattr(primitive, "result_source", None)
+        if source == 0x03 and diagnostic == 0x02:
+            assoc._broker_reject_reason = "DICOM_MAX_ASSOCIATIONS reached"
+        elif source == 0x01 and diagnostic in reasons:
+            assoc._broker_reject_reason = reasons[diagnostic]
 
 
-def handle_released(event: evt.Event) -> None:
-    logger.info("DICOM association released by %s", _peer(event))
+def handle_conn_open(event: evt.Event) -> None:
+    """EVT_CONN_OPEN, before the association thread starts: tune the socket and make
+    the thread write the association's log line and close its database connection."""
+    tune_socket(event)
+    assoc: Any = event.assoc
+    # threading.Thread keeps its target in ``_target``; the Association sets it in
+    # __init__ (and not in a ``run`` override), so wrapping it is the one place that
+    # runs at the end of the association thread whatever way the association ends.
+    target = assoc._target
+    started = time.monotonic()
 
+    def run_then_clean_up() -> None:
+        try:
+            target()
+        finally:
+            try:
+                counts = outcome.summary(assoc)
+                level = logging.WARNING if assoc.is_aborted or assoc.is_rejected else logging.INFO
+                logger.log(
+                    level,
+                    "DICOM association %s: %s in %.0f ms%s",
+                    _peer(assoc),
+                    _ending(assoc),
+                    (time.monotonic() - started) * 1000,
+                    f" ({counts})" if counts else "",
+                )
+            finally:
+                # Django opens one database connection per thread; this thread is
+                # about to end, so close it here or it leaks.
+                connections.close_all()
 
-def handle_aborted(event: evt.Event) -> None:
-    logger.warning("DICOM association aborted with %s", _peer(event))
-
-
-def handle_conn_close(event: evt.Event) -> None:
-    # pynetdicom serves each association in its own thread and Django opens one
-    # database connection per thread: close it here or it leaks.
-    close_old_connections()
-    connections.close_all()
+    assoc._target = run_then_clean_up
 
 
 def service_modules() -> list[Any]:
@@ -86,13 +157,10 @@ def service_modules() -> list[Any]:
 
 def handlers() -> list[Any]:
     pairs: list[Any] = [
-        (evt.EVT_CONN_OPEN, tune_socket),
-        (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_ACCEPTED, handle_accepted),
+        (evt.EVT_CONN_OPEN, handle_conn_open),
+        (evt.EVT_REQUESTED, handle_requested),
         (evt.EVT_REJECTED, handle_rejected),
-        (evt.EVT_RELEASED, handle_released),
-        (evt.EVT_ABORTED, handle_aborted),
-        (evt.EVT_CONN_CLOSE, handle_conn_close),
+        (evt.EVT_C_ECHO, handle_echo),
     ]
     for module in service_modules():
         pairs.extend(module.handlers())
@@ -115,10 +183,22 @@ def build_ae() -> AE:
     return ae
 
 
+class _HandshakeInAssociationThread(ssl.SSLContext):
+    """pynetdicom wraps each accepted socket in the listener thread; with the default
+    ``do_handshake_on_connect`` a peer that connects and stays silent would stall the
+    accept loop for everyone. Deferred, the handshake runs on the association's first
+    read, in its own thread."""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["do_handshake_on_connect"] = False
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
 def tls_context() -> ssl.SSLContext | None:
     if not settings.DICOM_TLS_CERT:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = _HandshakeInAssociationThread(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.DICOM_TLS_CERT, settings.DICOM_TLS_KEY)
     if settings.DICOM_TLS_CA:
         # Mutual TLS: only modalities with a certificate from this CA may connect.
