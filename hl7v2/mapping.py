@@ -450,6 +450,10 @@ PATIENT_ROWS: Final = (
     Row("Allergies (0010,2110)", (PATIENT, "allergies"), Every("AL1", allergies)),
 )
 
+OBSERVATION_ROWS: Final = tuple(
+    r for r in PATIENT_ROWS if isinstance(r.orm, Every) and r.orm.segment == "OBX"
+)
+
 _START_ORM = FirstOf(
     (Field("ORC", 7, timestamp(4)), Field("TQ1", 7, timestamp()), Field("OBR", 27, timestamp(4)))
 )
@@ -719,6 +723,10 @@ def order_message(message: Message, structure: str, config: MappingConfig) -> Or
             scope = Scope(step_index, group_index, message_scope)
             values = _collect(ORDER_ROWS, structure, scope)
             patient_fields.update(values[PATIENT])
+            # Weight and height observed with the order (OBX after OBR) are the patient's.
+            patient_fields.update(
+                _collect(OBSERVATION_ROWS, structure, Scope(group_index))[PATIENT]
+            )
             steps.append(_step_update(scope, structure, values, config))
     patient = None
     if "PID" in head:

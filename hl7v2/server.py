@@ -1,7 +1,8 @@
 """The MLLP listener: asyncio for the sockets, a thread pool for the database work.
 
-Each connection may carry many messages; each message is acknowledged only after
-``message_receive`` has committed it.
+Each connection may carry many messages, acknowledged in order, each only after
+``message_receive`` has committed it. The protocol handler only frames bytes and hands
+whole messages to the services; it knows nothing of HL7 content.
 """
 
 from __future__ import annotations
@@ -11,63 +12,141 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
-from hl7v2.services import message_receive
+from hl7v2.mllp import FrameDecoder, Oversized, frame
+from hl7v2.services import message_oversized, message_receive
 
 logger = logging.getLogger(__name__)
 
+READ_SIZE = 65536
 
-def _receive_in_thread(raw: bytes, peer: str) -> bytes:
+
+@dataclass(frozen=True)
+class ListenerOptions:
+    max_message_bytes: int
+    idle_timeout: float
+    max_connections: int
+    workers: int
+    ssl_context: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_settings(cls) -> ListenerOptions:
+        return cls(
+            max_message_bytes=settings.HL7_MAX_MESSAGE_BYTES,
+            idle_timeout=settings.HL7_IDLE_TIMEOUT,
+            max_connections=settings.HL7_MAX_CONNECTIONS,
+            workers=settings.HL7_WORKERS,
+            ssl_context=tls_context(),
+        )
+
+
+def _receive_in_thread(item: bytes | Oversized, peer: str, max_size: int) -> bytes:
     close_old_connections()
     try:
-        return message_receive(raw, peer=peer).ack
+        if isinstance(item, Oversized):
+            return message_oversized(item.head, item.size, max_size, peer=peer).ack
+        return message_receive(item, peer=peer).ack
     finally:
         close_old_connections()
 
 
-async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    address = writer.get_extra_info("peername")
-    peer = f"{address[0]}:{address[1]}" if address else "?"
-    logger.info("HL7 connection from %s", peer)
-    decoder = FrameDecoder(max_size=settings.HL7_MAX_MESSAGE_BYTES)
-    count = 0
-    try:
-        while True:
-            try:
-                data = await asyncio.wait_for(reader.read(65536), settings.HL7_IDLE_TIMEOUT)
-            except TimeoutError:
-                logger.info("HL7 connection from %s idle, closing", peer)
-                break
-            if not data:
-                break
-            try:
-                frames = decoder.feed(data)
-            except FrameTooLarge as exc:
-                logger.warning("HL7 connection from %s: %s, closing", peer, exc)
-                break
-            for raw in frames:
-                ack = await sync_to_async(_receive_in_thread, thread_sensitive=False)(raw, peer)
-                writer.write(frame(ack))
-                await writer.drain()
-                count += 1
-    except (ConnectionError, OSError) as exc:
-        logger.info("HL7 connection from %s lost: %s", peer, exc)
-    finally:
-        if decoder.discarded:
+class Listener:
+    """One listening socket; ``connections`` counts the open ones against the limit."""
+
+    def __init__(self, options: ListenerOptions) -> None:
+        self.options = options
+        self.connections = 0
+        self.executor = ThreadPoolExecutor(options.workers, thread_name_prefix="hl7-db")
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        address = writer.get_extra_info("peername")
+        peer = f"{address[0]}:{address[1]}" if address else "?"
+        if self.connections >= self.options.max_connections:
             logger.warning(
-                "HL7 connection from %s: ignored %d bytes outside frames", peer, decoder.discarded
+                "HL7 connection from %s refused: %d connections open (HL7_MAX_CONNECTIONS)",
+                peer,
+                self.connections,
             )
-        if decoder.partial:
-            logger.warning("HL7 connection from %s closed mid-message; nothing applied", peer)
-        logger.info("HL7 connection from %s closed after %d messages", peer, count)
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            return
+        self.connections += 1
+        try:
+            await self._serve(reader, writer, peer)
+        finally:
+            self.connections -= 1
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        logger.info("HL7 connection from %s", peer)
+        options = self.options
+        decoder = FrameDecoder(max_size=options.max_message_bytes)
+        loop = asyncio.get_running_loop()
+        count = 0
+        reason = "closed by peer"
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), options.idle_timeout)
+                except TimeoutError:
+                    reason = f"idle for {options.idle_timeout:g} s"
+                    break
+                if not data:
+                    break
+                for item in decoder.feed(data):
+                    ack = await loop.run_in_executor(
+                        self.executor,
+                        _receive_in_thread,
+                        item,
+                        peer,
+                        options.max_message_bytes,
+                    )
+                    writer.write(frame(ack))
+                    await writer.drain()
+                    count += 1
+        except (ConnectionError, OSError) as exc:
+            reason = f"lost: {exc}"
+        except asyncio.CancelledError:
+            reason = "listener stopping"
+            raise
+        except Exception:
+            # The services answer every message; this is a database outage. Without an
+            # ACK the sender keeps the message and sends it again.
+            logger.exception("HL7 connection from %s: message not stored, closing", peer)
+            reason = "error"
+        finally:
+            if decoder.discarded:
+                logger.warning(
+                    "HL7 connection from %s: ignored %d bytes outside frames",
+                    peer,
+                    decoder.discarded,
+                )
+            if decoder.partial:
+                logger.warning("HL7 connection from %s ended mid-message; nothing applied", peer)
+            logger.info("HL7 connection from %s %s after %d messages", peer, reason, count)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        return await asyncio.start_server(
+            self.handle,
+            host,
+            port,
+            ssl=self.options.ssl_context,
+            reuse_address=True,
+            backlog=256,
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def tls_context() -> ssl.SSLContext | None:
@@ -78,11 +157,20 @@ def tls_context() -> ssl.SSLContext | None:
     return context
 
 
-async def serve(host: str, port: int, *, ready: Callable[[], None] | None = None) -> None:
-    server = await asyncio.start_server(
-        handle_connection, host, port, ssl=tls_context(), reuse_address=True
-    )
+async def serve(
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[], None] | None = None,
+    options: ListenerOptions | None = None,
+) -> None:
+    """Listen until cancelled."""
+    listener = Listener(options or ListenerOptions.from_settings())
+    server = await listener.start(host, port)
     if ready is not None:
         ready()
-    async with server:
-        await server.serve_forever()
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, listener.close)

@@ -95,6 +95,21 @@ def message_receive(raw: bytes, *, peer: str) -> Reply:
     return _with_retries(lambda: _process(raw, peer=peer, existing=None))
 
 
+def message_oversized(head: bytes, size: int, max_size: int, *, peer: str) -> Reply:
+    """A frame larger than the limit: stored truncated, answered AR."""
+    try:
+        header: Header | None = read_header(head)
+    except MSHError:
+        header = None
+    error = ErrorDetail(
+        f"message of {size} bytes is larger than the {max_size} bytes allowed "
+        "(HL7_MAX_MESSAGE_BYTES); stored truncated",
+        segment="MSH",
+        code=APPLICATION_INTERNAL_ERROR,
+    )
+    return _with_retries(lambda: _store(head, peer, header, Outcome.REJECTED, error, None))
+
+
 def message_reprocess(message_id: int, corrected_raw: bytes | None = None) -> Reply:
     """Apply a stored message that failed, as it was or as corrected by an operator.
 
@@ -266,7 +281,7 @@ def _store(
             message.reprocessed_at = now
             message.save()
         events.publish(events.hl7_message_processed, message_id=message.pk, outcome=outcome)
-    where = f" at {error.segment}-{error.field or ''} ({error.code})" if error else ""
+    where = f" ({error.code} {error.summary().split(':')[0]})" if error and error.segment else ""
     logger.info(
         "HL7 %s %s from %s: %s%s",
         message.message_type or "?",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 
 CR = "\r"
@@ -43,8 +44,10 @@ def orm(
     orc: Mapping[int, str] | None = None,
     obr: Mapping[int, str] | None = None,
     extra: list[str] | None = None,
+    after_obr: list[str] | None = None,
     groups: int = 1,
     sending: str = "RIS",
+    zds: bool = True,
 ) -> str:
     """An ORM^O01 with one (or ``groups``) ORC/OBR/ZDS order groups."""
     lines = [msh("ORM^O01", control_id, version, charset, sending), patient or pid()]
@@ -65,7 +68,11 @@ def orm(
         obr_fields.update(obr or {})
         lines.append(segment("ORC", orc_fields))
         lines.append(segment("OBR", obr_fields))
-        lines.append(segment("ZDS", {1: f"1.2.826.0.1.99.{i}^100^Application^DICOM"}))
+        lines += after_obr or []
+        accession = obr_fields[18]
+        uid = f"1.2.826.0.1.99.{zlib.crc32(accession.encode())}.{i}"
+        if zds:
+            lines.append(segment("ZDS", {1: f"{uid}^100^Application^DICOM"}))
     return CR.join(lines) + CR
 
 
@@ -78,9 +85,11 @@ def omi(
     ipcs: list[Mapping[int, str]] | None = None,
     tq1: Mapping[int, str] | None = None,
     obr: Mapping[int, str] | None = None,
+    patient: str | None = None,
+    message_type: str = "OMI^O23^OMI_O23",
 ) -> str:
     """An OMI^O23 with one order group and its IPC segments (default: two)."""
-    lines = [msh("OMI^O23^OMI_O23", control_id, version, charset), pid()]
+    lines = [msh(message_type, control_id, version, charset), patient or pid()]
     orc_fields = {1: "NW", 2: "PL1", 3: "FI1", 5: "SC"}
     orc_fields.update(orc or {})
     tq1_fields = {1: "1", 7: "20261126100000+0200", 9: "S"}
