@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import socket
 import threading
@@ -288,9 +287,10 @@ def _close_db(**_: object) -> None:
     connections.close_all()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def celery_worker() -> Iterator[Any]:
-    """A real Celery worker in a thread on an in-memory broker, running the real tasks.
+    """A real Celery worker in a thread on an in-memory broker, running the real tasks
+    (one per test module: stopping it takes seconds).
 
     The broker app is switched to ``memory://`` for the test so that no message reaches
     a shared queue another test run or a running broker might consume.
@@ -298,8 +298,7 @@ def celery_worker() -> Iterator[Any]:
     from broker.celery import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
-    app.conf.broker_url = "memory://"
-    app.conf.broker_transport_options = {}
+    app.conf.update(broker_url="memory://", broker_transport_options={"polling_interval": 0.05})
     _reset_pools(app)
     task_postrun.connect(_close_db, weak=False)
     try:
@@ -314,9 +313,7 @@ def celery_worker() -> Iterator[Any]:
 
 
 def _reset_pools(app: Any) -> None:
-    with contextlib.suppress(Exception):
-        if app._pool is not None:
-            app._pool.force_close_all()
+    # Forget the app's pools (kombu keeps them, per broker URL, for the next user).
     app._pool = None
     app.amqp._producer_pool = None
 

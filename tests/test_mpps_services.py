@@ -17,6 +17,7 @@ from mpps.models import OutboundMessage, PerformedProcedureStep
 from mpps.status import MPPSStatus, OrderStatus
 from tests.fixtures_mpps import make_step, n_create_dataset, n_set_dataset, step_item
 from worklist.models import ScheduledProcedureStep
+from worklist.services import step_set_status
 from worklist.status import OFFERED_BY_DEFAULT, SPSStatus
 
 
@@ -208,7 +209,7 @@ def test_it_keeps_an_unscheduled_mpps_and_links_it_later() -> None:
 @pytest.mark.django_db
 def test_it_leaves_a_canceled_step_canceled() -> None:
     step = make_step()
-    step_status = services.step_set_status(step=step, new_status=SPSStatus.CANCELED)
+    step_status = step_set_status(step=step, new_status=SPSStatus.CANCELED)
     assert step_status
     _create(n_create_dataset(step))
     assert _status(step) == SPSStatus.CANCELED
@@ -333,8 +334,8 @@ def test_two_simultaneous_final_n_sets_let_exactly_one_win() -> None:
         uid = generate_uid()
         _create(n_create_dataset(step), uid)
         results = _in_threads(
-            lambda: services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset()),
-            lambda: services.mpps_set(
+            lambda uid=uid: services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset()),
+            lambda uid=uid: services.mpps_set(
                 sop_instance_uid=uid, modification=n_set_dataset("DISCONTINUED")
             ),
         )
