@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
@@ -86,6 +87,7 @@ def test_it_refuses_an_n_create_that_is_not_in_progress_with_0x0106() -> None:
     assert refusal.tags == (Tag("PerformedProcedureStepStatus"),)
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_it_refuses_a_malformed_start_date_and_time_with_0x0106() -> None:
     ds = _create()
     ds.PerformedProcedureStepStartDate = "2026-11-25"
@@ -99,12 +101,14 @@ def test_it_refuses_a_malformed_start_date_and_time_with_0x0106() -> None:
     }
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_it_accepts_old_style_times_with_colons() -> None:
     ds = _create()
     ds.PerformedProcedureStepStartTime = "09:30:00"
     assert check_create(ds) is None
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_it_refuses_a_malformed_study_instance_uid_with_0x0106() -> None:
     ds = _create()
     ds.ScheduledStepAttributesSequence[0].StudyInstanceUID = "1.2.abc"

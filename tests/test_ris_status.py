@@ -218,9 +218,7 @@ def test_it_retries_when_the_ris_answers_ae_or_ar(test_ris: FakeRIS, celery_work
     services.mpps_create(sop_instance_uid=generate_uid(), ds=n_create_dataset(step))
     received = test_ris.wait_for(3)
     assert len({hl7_field(m, "MSH", 10) for m in received}) == 1  # the same message again
-    wait_until(
-        lambda: _messages(step.procedure.order_id)[0].state == OutboundState.SENT  # type: ignore[comparison-overlap]
-    )
+    wait_until(lambda: _messages(step.procedure.order_id)[0].state == OutboundState.SENT)
     message = _messages(step.procedure.order_id)[0]
     assert list(message.tries.order_by("started_at").values_list("outcome", flat=True)) == [
         AttemptOutcome.ERROR,
