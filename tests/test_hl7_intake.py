@@ -1,0 +1,326 @@
+"""Order intake: applying orders, idempotency, concurrency, reprocessing, configuration."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import close_old_connections
+
+from broker import events
+from hl7v2.models import InboundMessage
+from hl7v2.services import message_receive, message_reprocess
+from hl7v2.status import Outcome
+from tests.hl7_messages import omi, orm, pid
+from worklist.models import (
+    Device,
+    Order,
+    Patient,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+)
+from worklist.services import DomainError
+from worklist.status import SPSStatus
+
+db = pytest.mark.django_db
+
+
+def send(text: str, encoding: str = "latin-1") -> str:
+    return message_receive(text.encode(encoding), peer="test").outcome
+
+
+@pytest.fixture
+def status_events() -> Iterator[list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    events.step_status_changed.connect(receiver)
+    yield seen
+    events.step_status_changed.disconnect(receiver)
+
+
+@db
+def test_an_orm_creates_patient_order_procedure_and_step() -> None:
+    assert send(orm(orc={18: "CT01"})) == Outcome.ACCEPTED
+    step = ScheduledProcedureStep.objects.select_related("procedure__order__patient").get()
+    assert step.procedure.order.patient.patient_id == "PAT1"
+    assert step.procedure.order.placer_application == "RIS|HOSP"
+    assert list(step.station_ae_titles.values_list("ae_title", flat=True)) == ["CT01"]
+    assert step.status == SPSStatus.SCHEDULED
+    assert step.start_date is not None
+
+
+@db
+def test_several_order_groups_give_several_steps() -> None:
+    assert send(orm(groups=3)) == Outcome.ACCEPTED
+    assert ScheduledProcedureStep.objects.count() == 3
+    assert Order.objects.count() == 1
+
+
+@db
+def test_an_omi_gives_one_step_per_ipc() -> None:
+    assert send(omi()) == Outcome.ACCEPTED
+    assert sorted(ScheduledProcedureStep.objects.values_list("sps_id", flat=True)) == [
+        "SPS1",
+        "SPS2",
+    ]
+
+
+@db
+def test_an_error_in_a_later_group_applies_nothing(status_events: list[dict[str, Any]]) -> None:
+    text = orm(groups=2).replace("|SPS2|", "|" + "S" * 17 + "|")
+    assert send(text) == Outcome.ERROR
+    assert not Patient.objects.exists()
+    assert not ScheduledProcedureStep.objects.exists()
+    assert status_events == []
+    assert InboundMessage.objects.get().outcome == Outcome.ERROR
+
+
+@db
+def test_xo_updates_and_a_quoted_null_clears() -> None:
+    send(orm(control_id="A", obr={31: "^Headache"}))
+    assert (
+        send(orm(control_id="B", orc={1: "XO", 5: "SC"}, obr={31: '""', 24: "MR"}))
+        == Outcome.ACCEPTED
+    )
+    order = Order.objects.get()
+    assert order.reason == ""
+    assert ScheduledProcedureStep.objects.get().modality == "MR"
+
+
+@db
+@pytest.mark.parametrize(
+    ("control", "status", "expected"),
+    [
+        ("CA", "CA", SPSStatus.CANCELED),
+        ("DC", "CA", SPSStatus.DISCONTINUED),
+        ("SC", "CM", SPSStatus.COMPLETED),
+    ],
+)
+def test_status_messages_change_the_step_and_fire_events(
+    control: str,
+    status: str,
+    expected: str,
+    status_events: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        send(orm(control_id="N1"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(orm(control_id="S1", orc={1: control, 5: status})) == Outcome.ACCEPTED
+    assert ScheduledProcedureStep.objects.get().status == expected
+    assert status_events[-1]["new_status"] == expected
+    assert status_events[-1]["old_status"] == SPSStatus.SCHEDULED
+
+
+@db
+def test_a_cancel_by_placer_order_number_without_accession() -> None:
+    send(orm(control_id="N1", orc={2: "PLX"}))
+    assert (
+        send(orm(control_id="C1", orc={1: "CA", 5: "CA", 2: "PLX"}, obr={18: ""}))
+        == Outcome.ACCEPTED
+    )
+    assert ScheduledProcedureStep.objects.get().status == SPSStatus.CANCELED
+
+
+@db
+def test_a_completed_step_cannot_be_canceled() -> None:
+    send(orm(control_id="N1"))
+    send(orm(control_id="M1", orc={1: "SC", 5: "CM"}))
+    assert send(orm(control_id="C1", orc={1: "CA", 5: "CA"})) == Outcome.ERROR
+    assert send(orm(control_id="X1", orc={1: "XO", 5: "SC"})) == Outcome.ERROR
+    assert ScheduledProcedureStep.objects.get().status == SPSStatus.COMPLETED
+
+
+@db
+def test_missing_procedure_and_step_ids_default_to_the_accession_number() -> None:
+    send(orm(obr={19: "", 20: ""}))
+    step = ScheduledProcedureStep.objects.select_related("procedure").get()
+    assert (step.procedure.requested_procedure_id, step.sps_id) == ("ACC1", "ACC1")
+
+
+@db
+def test_long_descriptions_are_cut_to_the_column() -> None:
+    send(orm(obr={44: "C^" + "x" * 100}))
+    assert len(RequestedProcedure.objects.get().description) == 64
+
+
+# --- Study Instance UID policy -------------------------------------------------------------
+
+
+@db
+def test_a_missing_study_uid_is_generated_once_and_kept(settings: Any) -> None:
+    settings.HL7_STUDY_UID_POLICY = "generate"
+    send(orm(control_id="A", zds=False))
+    uid = RequestedProcedure.objects.get().study_instance_uid
+    assert uid.startswith(settings.BROKER_UID_ROOT)
+    send(orm(control_id="B", zds=False, orc={1: "XO", 5: "SC"}))
+    assert RequestedProcedure.objects.get().study_instance_uid == uid
+
+
+@db
+def test_a_missing_study_uid_is_rejected_by_policy(settings: Any) -> None:
+    settings.HL7_STUDY_UID_POLICY = "reject"
+    reply = message_receive(orm(zds=False).encode(), peer="test")
+    assert reply.outcome == Outcome.ERROR
+    assert b"ZDS^1^1^101&" in reply.ack
+
+
+# --- station AE title source ---------------------------------------------------------------
+
+
+@db
+def test_the_registry_gives_the_station_when_orc_18_is_empty(settings: Any) -> None:
+    Device.objects.create(ae_title="CT_A", modality="CT", station_name="CTA", location="R1")
+    send(orm())
+    step = ScheduledProcedureStep.objects.get()
+    assert list(step.station_ae_titles.values_list("ae_title", flat=True)) == ["CT_A"]
+    assert (step.station_name, step.location) == ("CTA", "R1")
+
+
+@db
+def test_the_registry_gives_every_station_of_the_modality() -> None:
+    Device.objects.create(ae_title="CT_A", modality="CT")
+    Device.objects.create(ae_title="CT_B", modality="CT")
+    Device.objects.create(ae_title="MR_A", modality="MR")
+    send(orm())
+    step = ScheduledProcedureStep.objects.get()
+    assert sorted(step.station_ae_titles.values_list("ae_title", flat=True)) == ["CT_A", "CT_B"]
+
+
+@db
+def test_the_registry_narrows_by_ipc_location() -> None:
+    Device.objects.create(ae_title="MR_A", modality="MR", location="RAD1")
+    Device.objects.create(ae_title="MR_B", modality="MR", location="RAD2")
+    ipc = {1: "ACC9", 2: "RP1", 3: "1.2.3.9", 4: "S1", 5: "MR", 8: "RAD2"}
+    send(omi(ipcs=[ipc]))
+    assert list(
+        ScheduledProcedureStep.objects.get().station_ae_titles.values_list("ae_title", flat=True)
+    ) == ["MR_B"]
+
+
+@db
+def test_source_registry_ignores_orc_18(settings: Any) -> None:
+    settings.HL7_STATION_AE_SOURCE = "registry"
+    Device.objects.create(ae_title="CT_A", modality="CT")
+    send(orm(orc={18: "OTHER"}))
+    assert list(
+        ScheduledProcedureStep.objects.get().station_ae_titles.values_list("ae_title", flat=True)
+    ) == ["CT_A"]
+
+
+@db
+def test_source_message_never_asks_the_registry(settings: Any) -> None:
+    settings.HL7_STATION_AE_SOURCE = "message"
+    Device.objects.create(ae_title="CT_A", modality="CT")
+    send(orm())
+    assert not ScheduledProcedureStep.objects.get().station_ae_titles.exists()
+
+
+# --- idempotency and reprocessing ----------------------------------------------------------
+
+
+@db
+def test_a_repeated_message_is_stored_but_not_applied_twice(
+    status_events: list[dict[str, Any]],
+) -> None:
+    send(orm(control_id="R1"))
+    send(orm(control_id="R1", obr={24: "MR"}))
+    assert ScheduledProcedureStep.objects.get().modality == "CT"
+    assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+    ]
+
+
+@db
+def test_the_same_control_id_from_another_sender_is_applied() -> None:
+    send(orm(control_id="R1"))
+    assert send(orm(control_id="R1", sending="RIS2", obr={18: "ACC2"})) == Outcome.ACCEPTED
+    assert Order.objects.count() == 2
+
+
+@db
+def test_a_failed_message_sent_again_is_applied() -> None:
+    send(orm(control_id="F1", obr={18: ""}))
+    assert send(orm(control_id="F1")) == Outcome.ACCEPTED
+
+
+@db
+def test_a_failed_message_can_be_corrected_and_reprocessed() -> None:
+    reply = message_receive(orm(control_id="F1", obr={18: ""}).encode(), peer="test")
+    assert reply.outcome == Outcome.ERROR
+    assert reply.message_id is not None
+    fixed = message_reprocess(reply.message_id, corrected_raw=orm(control_id="F1").encode())
+    assert fixed.outcome == Outcome.ACCEPTED
+    assert fixed.message_id == reply.message_id
+    stored = InboundMessage.objects.get()
+    assert stored.original_raw is not None and b"ACC1" not in bytes(stored.original_raw)
+    assert stored.error == ""
+    assert stored.reprocessed_at is not None
+    assert Order.objects.filter(accession_number="ACC1").exists()
+
+
+@db
+def test_reprocessing_as_received_applies_after_the_cause_is_fixed() -> None:
+    reply = message_receive(orm(control_id="F1", orc={1: "XO", 5: "SC"}).encode(), peer="test")
+    assert reply.outcome == Outcome.ERROR  # unknown order
+    send(orm(control_id="N1"))
+    assert reply.message_id is not None
+    assert message_reprocess(reply.message_id).outcome == Outcome.ACCEPTED
+
+
+@db
+def test_an_applied_message_is_not_reprocessed() -> None:
+    reply = message_receive(orm().encode(), peer="test")
+    assert reply.message_id is not None
+    with pytest.raises(DomainError):
+        message_reprocess(reply.message_id)
+
+
+# --- concurrency ---------------------------------------------------------------------------
+
+
+def _in_threads(messages: list[bytes]) -> list[str]:
+    barrier = threading.Barrier(len(messages))
+    outcomes: list[str] = [""] * len(messages)
+
+    def run(i: int) -> None:
+        close_old_connections()
+        try:
+            barrier.wait()
+            outcomes[i] = message_receive(messages[i], peer=f"t{i}").outcome
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(messages))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_orders_for_one_new_patient_create_one_patient() -> None:
+    messages = [
+        orm(control_id=f"C{i}", patient=pid("NEWP^^^HOSP"), obr={18: f"ACC{i}"}).encode()
+        for i in range(6)
+    ]
+    assert _in_threads(messages) == [Outcome.ACCEPTED] * 6
+    assert Patient.objects.filter(patient_id="NEWP").count() == 1
+    assert Order.objects.count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_copies_of_one_message_are_applied_once() -> None:
+    messages = [orm(control_id="SAME").encode()] * 4
+    outcomes = _in_threads(messages)
+    assert sorted(outcomes).count(Outcome.ACCEPTED) == 1
+    assert sorted(outcomes).count(Outcome.DUPLICATE) == 3
+    assert ScheduledProcedureStep.objects.count() == 1
+    assert InboundMessage.objects.count() == 4
