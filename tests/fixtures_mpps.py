@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 import threading
@@ -288,28 +289,35 @@ def _close_db(**_: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def celery_worker() -> Iterator[Any]:
-    """A real Celery worker in a thread on an in-memory broker, running the real tasks
-    (one per test module: stopping it takes seconds).
-
-    The broker app is switched to ``memory://`` for the test so that no message reaches
-    a shared queue another test run or a running broker might consume.
-    """
+def memory_broker() -> Iterator[Any]:
+    """The Celery app on an in-memory broker for these tests: no task they queue reaches a
+    shared queue that another test run or a running broker might consume."""
     from broker.celery import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
     app.conf.update(broker_url="memory://", broker_transport_options={"polling_interval": 0.05})
     _reset_pools(app)
+    try:
+        yield app
+    finally:
+        with contextlib.suppress(Exception):
+            app.control.purge()
+        app.conf.update(saved)
+        _reset_pools(app)
+
+
+@pytest.fixture(scope="module")
+def celery_worker(memory_broker: Any) -> Iterator[Any]:
+    """A real Celery worker in a thread, running the real tasks (one per test module:
+    stopping it takes seconds)."""
     task_postrun.connect(_close_db, weak=False)
     try:
         with start_worker(
-            app, pool="solo", perform_ping_check=False, shutdown_timeout=10
+            memory_broker, pool="solo", perform_ping_check=False, shutdown_timeout=10
         ) as worker:
             yield worker
     finally:
         task_postrun.disconnect(_close_db)
-        app.conf.update(saved)
-        _reset_pools(app)
 
 
 def _reset_pools(app: Any) -> None:

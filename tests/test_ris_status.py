@@ -225,31 +225,3 @@ def test_it_retries_when_the_ris_answers_ae_or_ar(test_ris: FakeRIS, celery_work
         AttemptOutcome.REJECTED,
         AttemptOutcome.ACCEPTED,
     ]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_message_that_failed_for_good_holds_back_the_next_until_retried(
-    test_ris: FakeRIS, settings: Any
-) -> None:
-    # The task's own function, called directly: one attempt per call.
-    settings.RIS_HL7_MAX_ATTEMPTS = 2
-    settings.RIS_HL7_RETRY_DELAY = 0.01
-    test_ris.answers = ["AR", "AR"]
-    step = make_step()
-    order_id = step.procedure.order_id
-    uid = generate_uid()
-    services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step))
-    services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
-
-    first = outbox.order_send(order_id)
-    assert first.sent == 0 and first.retry_in is not None
-    wait_until(lambda: outbox.order_send(order_id).retry_in is None)
-    ip, cm = _messages(order_id)
-    assert (ip.state, cm.state) == (OutboundState.FAILED, OutboundState.PENDING)
-    assert outbox.order_send(order_id).sent == 0  # CM stays behind the failed IP
-    assert len(test_ris.received) == 2
-
-    outbox.message_retry(ip)
-    result = outbox.order_send(order_id)
-    assert result.sent == 2 and result.retry_in is None
-    assert [order_status_of_message(m) for m in test_ris.received[2:]] == ["IP", "CM"]
