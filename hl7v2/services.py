@@ -84,7 +84,7 @@ AE_TITLE_MAX = 16
 class Reply:
     ack: bytes
     outcome: str
-    message_id: int | None
+    message_id: int
 
 
 # --- receive -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from hl7v2.mllp import END, START, FrameDecoder
 from hl7v2.server import Listener, ListenerOptions
+from tests.conftest import get_free_port
 
 HOST = "127.0.0.1"
 
@@ -65,19 +66,20 @@ class _ListenerThread(threading.Thread):
 
 
 @pytest.fixture
-def hl7_listener(free_port: int) -> Iterator[Callable[..., RunningListener]]:
+def hl7_listener() -> Iterator[Callable[..., RunningListener]]:
     """Start the MLLP listener in a thread: ``hl7_listener(idle_timeout=1.0)``."""
     threads: list[_ListenerThread] = []
 
     def start(**overrides: Any) -> RunningListener:
         options = replace(ListenerOptions.from_settings(), **overrides)
-        thread = _ListenerThread(options, free_port)
+        # Its own port: other listeners of the same test (DICOM) take ``free_port``.
+        thread = _ListenerThread(options, get_free_port())
         thread.start()
         thread.ready.wait(10)
         if thread.error is not None:
             raise thread.error
         threads.append(thread)
-        return RunningListener(HOST, free_port, thread.listener)
+        return RunningListener(HOST, thread.port, thread.listener)
 
     yield start
     for thread in threads:

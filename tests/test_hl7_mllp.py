@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hl7v2.mllp import END, START, FrameDecoder, Oversized, frame
+from hl7v2.mllp import START, FrameDecoder, Oversized, frame
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
 from tests.fixtures_hl7 import MLLPClient, RunningListener, msa
@@ -88,9 +88,7 @@ def test_it_acks_concatenated_frames_in_order(
     hl7_listener: Callable[..., RunningListener],
 ) -> None:
     server = hl7_listener()
-    messages = [
-        orm(control_id=f"CAT{i}", obr={18: f"ACC{i}"}, patient=None) for i in range(1, 4)
-    ]
+    messages = [orm(control_id=f"CAT{i}", obr={18: f"ACC{i}"}, patient=None) for i in range(1, 4)]
     with MLLPClient(server.port) as client:
         client.send_raw(b"".join(frame(m.encode()) for m in messages))
         acks = [msa(client.read_ack()) for _ in messages]
