@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 from pydicom.dataset import Dataset
 
 from broker import events
@@ -116,15 +117,15 @@ def find_steps(refs: Iterable[mpps_dataset.StepReference]) -> list[ScheduledProc
 def _replace_series(mpps: PerformedProcedureStep, series: list[mpps_dataset.Series]) -> None:
     """Store the Performed Series Sequence; each N-SET carrying it replaces it whole."""
     mpps.series.all().delete()
-    for item in series:
-        row, _ = PerformedSeries.objects.update_or_create(
+    # A modality repeating a series in the sequence gets it stored once.
+    by_uid = {item.series_instance_uid: item for item in series}
+    for item in by_uid.values():
+        row = PerformedSeries.objects.create(
             mpps=mpps,
             series_instance_uid=item.series_instance_uid,
-            defaults={
-                "series_description": item.series_description,
-                "protocol_name": item.protocol_name,
-                "retrieve_ae_title": item.retrieve_ae_title,
-            },
+            series_description=item.series_description,
+            protocol_name=item.protocol_name,
+            retrieve_ae_title=item.retrieve_ae_title,
         )
         unique = {i.sop_instance_uid: i for i in item.instances}
         PerformedInstance.objects.bulk_create(
@@ -133,8 +134,7 @@ def _replace_series(mpps: PerformedProcedureStep, series: list[mpps_dataset.Seri
                     series=row, sop_class_uid=i.sop_class_uid, sop_instance_uid=i.sop_instance_uid
                 )
                 for i in unique.values()
-            ],
-            ignore_conflicts=True,
+            ]
         )
 
 
@@ -214,14 +214,20 @@ def mpps_set(*, sop_instance_uid: str, modification: Dataset) -> Outcome:
             )
             if refusal is not None:
                 return Outcome(refusal=refusal)
-            values = mpps_dataset.columns(merged)
+            values = {
+                **mpps_dataset.columns(merged),
+                "version": current.version + 1,
+                "dataset": mpps_dataset.to_json(merged),
+                "updated_at": timezone.now(),
+            }
             updated = PerformedProcedureStep.objects.filter(
                 pk=current.pk, version=current.version, status=MPPSStatus.IN_PROGRESS
-            ).update(version=current.version + 1, dataset=mpps_dataset.to_json(merged), **values)
+            ).update(**values)
             if updated != 1:
                 # Another N-SET committed in between: decide again on what it left.
                 continue
-            current.refresh_from_db()
+            for name, value in values.items():
+                setattr(current, name, value)
             series = mpps_dataset.performed_series(modification)
             if series is not None:
                 _replace_series(current, series)

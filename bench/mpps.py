@@ -1,0 +1,180 @@
+"""MPPS throughput: N-CREATE + N-SET pairs per second over 1 and 8 associations.
+
+Run from the project root (a script that prints figures, not a test):
+
+    .venv/bin/python bench/mpps.py                       # SQLite, var/bench_mpps.sqlite3
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/broker_bench_mpps .venv/bin/python bench/mpps.py
+
+It schedules steps through the worklist services, starts the DICOM listener as its own
+process (``manage.py dicom_server``, as deployed) unless ``--port`` names a running one
+on the same database, sends each step's N-CREATE (IN PROGRESS) and N-SET (COMPLETED)
+from a pynetdicom SCU, and checks at the end that every step and MPPS is COMPLETED.
+The database must be a bench one (its name contains "bench"): it is emptied first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench_mpps.sqlite3'}")
+os.environ["RIS_HL7_HOST"] = ""  # the MPPS path alone, no outbound HL7
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+from pynetdicom import AE  # noqa: E402
+
+from mpps.dimse import MPPS_SOP_CLASS  # noqa: E402
+from mpps.models import PerformedProcedureStep  # noqa: E402
+from tests.fixtures_mpps import n_create_dataset, n_set_dataset  # noqa: E402
+from worklist.models import ScheduledProcedureStep  # noqa: E402
+from worklist.services import (  # noqa: E402
+    order_upsert,
+    patient_upsert,
+    procedure_upsert,
+    step_upsert,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"the DICOM listener did not open port {port}")
+
+
+def schedule(count: int, tag: str) -> list[ScheduledProcedureStep]:
+    patient = patient_upsert(patient_id=f"BENCH{tag}", fields={"name": "BENCH^PATIENT"})
+    steps = []
+    for n in range(count):
+        order, _ = order_upsert(patient=patient, accession_number=f"B{tag}{n}", fields={})
+        procedure = procedure_upsert(
+            order=order,
+            requested_procedure_id="RP1",
+            study_instance_uid=generate_uid(),
+            fields={},
+        )
+        steps.append(step_upsert(procedure=procedure, sps_id="SPS1", fields={"modality": "CT"}))
+    return steps
+
+
+def perform(port: int, steps: list[ScheduledProcedureStep], failures: list[str]) -> None:
+    """One association: N-CREATE + N-SET for each step."""
+    ae = AE(ae_title="BENCH")
+    ae.add_requested_context(MPPS_SOP_CLASS)
+    assoc = ae.associate("127.0.0.1", port, ae_title=settings.BROKER_AE_TITLE)
+    if not assoc.is_established:
+        failures.append("association refused")
+        return
+    try:
+        for step in steps:
+            uid = generate_uid()
+            rsp, _ = assoc.send_n_create(n_create_dataset(step), MPPS_SOP_CLASS, uid)
+            if rsp is None or rsp.Status != 0:
+                failures.append(f"N-CREATE {getattr(rsp, 'Status', None)}")
+                continue
+            rsp = assoc.send_n_set(n_set_dataset(), MPPS_SOP_CLASS, uid)[0]
+            if rsp is None or rsp.Status != 0:
+                failures.append(f"N-SET {getattr(rsp, 'Status', None)}")
+    finally:
+        assoc.release()
+
+
+def run_once(port: int, steps: list[ScheduledProcedureStep], associations: int) -> float:
+    """Pairs per second for ``steps`` spread over ``associations`` at once."""
+    chunks = [steps[i::associations] for i in range(associations)]
+    failures: list[str] = []
+    threads = [threading.Thread(target=perform, args=(port, c, failures)) for c in chunks]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} failures, first: {failures[0]}")
+    return len(steps) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=200, help="pairs per run (default 200)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per case (default 5)")
+    parser.add_argument("--port", type=int, default=0, help="a running listener on this DB")
+    args = parser.parse_args()
+
+    db = settings.DATABASES["default"]
+    if "bench" not in str(db["NAME"]):
+        raise SystemExit(f"refusing to empty {db['NAME']}: use a database named *bench*")
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+
+    listener = None
+    port = args.port
+    if not port:
+        port = free_port()
+        listener = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "dicom_server", "--port", str(port)],
+            env={**os.environ, "BROKER_SUPERVISED": "1"},
+        )
+        wait_for_port(port)
+    cases = (1, 8)
+    results: dict[int, list[float]] = {}
+    used: list[ScheduledProcedureStep] = []
+    try:
+        for associations in cases:
+            results[associations] = []
+            for run in range(args.runs):
+                steps = schedule(args.pairs, f"{associations}x{run}")
+                used.extend(steps)
+                results[associations].append(run_once(port, steps, associations))
+    finally:
+        if listener is not None:
+            listener.terminate()
+            listener.wait(15)
+
+    ids = [s.pk for s in used]
+    completed = ScheduledProcedureStep.objects.filter(pk__in=ids, status="COMPLETED").count()
+    mpps_completed = PerformedProcedureStep.objects.filter(status="COMPLETED").count()
+    vendor = db["ENGINE"].rsplit(".", 1)[-1]
+    print(f"database: {vendor} ({db['NAME']}), {args.runs} runs of {args.pairs} pairs per case")
+    for associations, figures in results.items():
+        shown = ", ".join(f"{f:.0f}" for f in figures)
+        print(
+            f"{associations} association(s): median {statistics.median(figures):.0f} pairs/s "
+            f"(runs: {shown})"
+        )
+    print(
+        f"worklist check: {completed}/{len(ids)} steps COMPLETED, {mpps_completed} MPPS COMPLETED"
+    )
+    if completed != len(ids) or mpps_completed != len(ids):
+        raise SystemExit("worklist check failed")
+
+
+if __name__ == "__main__":
+    main()
