@@ -131,3 +131,42 @@ def require_dcmtk() -> None:
     missing = [tool for tool in DCMTK_TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.fail(f"DCMTK tools missing: {', '.join(missing)} (apt-get install dcmtk)")
+
+
+def bulk_schedule(count: int, *, start: datetime | None = None, station: str = "CT1") -> None:
+    """``count`` steps in one go (bulk inserts, not the services): for volume tests."""
+    from worklist.models import Order, Patient, RequestedProcedure, StationAETitle
+
+    start = start or local(2026, 11, 25, 9, 0)
+    local_start = timezone.localtime(start)
+    patients = Patient.objects.bulk_create(
+        [
+            Patient(patient_id=f"BULK{n}", name=f"BULK^{n}", name_key=f"BULK^{n}")
+            for n in range(count)
+        ]
+    )
+    orders = Order.objects.bulk_create(
+        [Order(patient=p, accession_number=f"BA{n}") for n, p in enumerate(patients)]
+    )
+    procedures = RequestedProcedure.objects.bulk_create(
+        [
+            RequestedProcedure(
+                order=o, requested_procedure_id="RP1", study_instance_uid=f"1.2.3.999.{n}"
+            )
+            for n, o in enumerate(orders)
+        ]
+    )
+    steps = ScheduledProcedureStep.objects.bulk_create(
+        [
+            ScheduledProcedureStep(
+                procedure=rp,
+                sps_id="S1",
+                modality="CT",
+                start=start,
+                start_date=local_start.date(),
+                start_time=local_start.time().replace(tzinfo=None),
+            )
+            for rp in procedures
+        ]
+    )
+    StationAETitle.objects.bulk_create([StationAETitle(step=s, ae_title=station) for s in steps])

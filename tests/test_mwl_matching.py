@@ -126,7 +126,9 @@ def test_several_values_match_any_of_them(three_steps: None) -> None:
 def test_a_list_of_uids_matches_any_of_them(three_steps: None) -> None:
     from worklist.models import RequestedProcedure
 
-    uids = dict(RequestedProcedure.objects.values_list("requested_procedure_id", "study_instance_uid"))
+    uids = dict(
+        RequestedProcedure.objects.values_list("requested_procedure_id", "study_instance_uid")
+    )
     first = RequestedProcedure.objects.get(order__accession_number="A1").study_instance_uid
     third = RequestedProcedure.objects.get(order__accession_number="A3").study_instance_uid
     assert uids
@@ -208,10 +210,13 @@ def test_invalid_dates_times_and_ranges_are_refused_naming_the_attribute(
 ) -> None:
     with pytest.raises(InvalidQueryValue) as refused:
         match(worklist_query(sps={keyword: value}))
-    assert refused.value.tag == {
-        "ScheduledProcedureStepStartDate": 0x00400002,
-        "ScheduledProcedureStepStartTime": 0x00400003,
-    }[keyword]
+    assert (
+        refused.value.tag
+        == {
+            "ScheduledProcedureStepStartDate": 0x00400002,
+            "ScheduledProcedureStepStartTime": 0x00400003,
+        }[keyword]
+    )
     assert value in refused.value.comment
 
 
@@ -249,7 +254,9 @@ def test_a_step_with_two_matching_station_titles_is_returned_once(three_steps: N
 
 
 def test_only_scheduled_arrived_and_ready_steps_are_offered_by_default(three_steps: None) -> None:
-    for n, status in enumerate(["ARRIVED", "READY", "STARTED", "COMPLETED", "DISCONTINUED", "CANCELED"]):
+    for n, status in enumerate(
+        ["ARRIVED", "READY", "STARTED", "COMPLETED", "DISCONTINUED", "CANCELED"]
+    ):
         schedule(patient_id=f"Q{n}", accession=f"B{n}", sps_id=f"T{n}", status=status)
     assert sps_ids(worklist_query()) == ["S1", "S2", "S3", "T0", "T1"]
     assert sps_ids(worklist_query(sps={"ScheduledProcedureStepStatus": ""})) == [
@@ -265,7 +272,9 @@ def test_a_query_naming_the_status_gets_exactly_that_status(three_steps: None) -
     schedule(patient_id="Q1", accession="B1", sps_id="T1", status="COMPLETED")
     schedule(patient_id="Q2", accession="B2", sps_id="T2", status="CANCELED")
     assert sps_ids(worklist_query(sps={"ScheduledProcedureStepStatus": "COMPLETED"})) == ["T1"]
-    assert sps_ids(worklist_query(sps={"ScheduledProcedureStepStatus": ["CANCELED", "COMPLETED"]})) == [
+    assert sps_ids(
+        worklist_query(sps={"ScheduledProcedureStepStatus": ["CANCELED", "COMPLETED"]})
+    ) == [
         "T1",
         "T2",
     ]

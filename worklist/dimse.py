@@ -19,13 +19,16 @@ from pydicom import Dataset
 from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from broker.dicom import outcome, status
+from broker.dicom import net, outcome, status
 from worklist.matching import MatchOptions, QueryError, match, offending
 from worklist.responses import ResponseBuilder, return_keys
 
 logger = logging.getLogger(__name__)
 
 SOP_CLASSES: list[str] = [ModalityWorklistInformationFind]
+
+# Answers between two chances for pynetdicom to read a C-CANCEL (see net.let_peer_speak).
+CANCEL_CHECK_EVERY = 50
 
 
 @dataclass
@@ -131,6 +134,8 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
     sent = 0
     try:
         for dataset in result.datasets:
+            if sent and sent % CANCEL_CHECK_EVERY == 0:
+                net.let_peer_speak(assoc, settings.DICOM_DIMSE_TIMEOUT)
             if event.is_cancelled:
                 logger.info("C-FIND from %s cancelled after %d answers", calling_ae, sent)
                 outcome.count(assoc, "answers", sent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from typing import Any
 
 from pynetdicom import evt
@@ -40,3 +41,21 @@ def tune_socket(event: evt.Event) -> None:
         return result
 
     assoc_socket.recv = recv_with_quickack
+
+
+def let_peer_speak(assoc: Any, timeout: float = 30.0) -> None:
+    """Wait until pynetdicom has sent every queued PDU of ``assoc``, then a moment more.
+
+    pynetdicom's DUL thread either sends one queued PDU or reads the socket per loop, and
+    sends first: while a C-FIND handler queues answers faster than they go out, nothing
+    is read, so a C-CANCEL waits until the last answer is sent. Called every few
+    answers, this lets the DUL drain its queue and read what the peer sent (it also
+    bounds the memory of a large answer).
+    """
+    dul = assoc.dul
+    pending = dul.to_provider_queue.queue
+    deadline = time.monotonic() + timeout
+    while pending and assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    # One more DUL loop: with its queue empty it reads the socket.
+    time.sleep(0.0005)

@@ -1,0 +1,227 @@
+"""Worklist response building: return-key rules and character sets, no sockets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+
+from tests.fixtures_dicom import local, schedule, worklist_query
+from worklist.dimse import find
+
+pytestmark = pytest.mark.django_db
+
+
+def encoded(ds: Dataset, *, implicit: bool = True, little: bool = True) -> Dataset:
+    """The answer as a peer receives it: encoded as pynetdicom does, then decoded."""
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR = implicit
+    buffer.is_little_endian = little
+    write_dataset(buffer, ds)
+    return read_dataset(DicomBytesIO(buffer.getvalue()), implicit, little)
+
+
+def answers(query: Dataset, *, implicit: bool = True, little: bool = True) -> list[Dataset]:
+    result = find(query, implicit_vr=implicit, little_endian=little)
+    return [encoded(ds, implicit=implicit, little=little) for ds in result.datasets]
+
+
+def keywords(ds: Dataset) -> list[str]:
+    return [element.keyword for element in ds]
+
+
+def test_it_returns_exactly_the_requested_attributes_plus_the_character_set() -> None:
+    schedule(patient={"sex": "M"}, order={"referring_physician": "SMITH"})
+    (answer,) = answers(worklist_query(PatientName="", AccessionNumber=""))
+    assert keywords(answer) == ["SpecificCharacterSet", "AccessionNumber", "PatientName"]
+    assert answer.PatientName == "DOE^JOHN"
+    assert answer.AccessionNumber == "A1"
+
+
+def test_a_requested_attribute_without_a_value_comes_back_zero_length() -> None:
+    schedule()
+    (answer,) = answers(worklist_query(PatientBirthDate="", AdmissionID="", PatientWeight=""))
+    for keyword in ("PatientBirthDate", "AdmissionID", "PatientWeight"):
+        assert keyword in answer
+        assert answer[keyword].is_empty
+
+
+def test_there_is_one_response_per_scheduled_step() -> None:
+    schedule(sps_id="S1")
+    schedule(sps_id="S2", modality="MR")
+    result = answers(worklist_query(AccessionNumber="", sps={"ScheduledProcedureStepID": ""}))
+    assert [a.AccessionNumber for a in result] == ["A1", "A1"]
+    steps = sorted(a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for a in result)
+    assert steps == ["S1", "S2"]
+
+
+def test_an_empty_step_item_returns_every_step_attribute() -> None:
+    schedule(
+        stations=("AA32", "AA33"),
+        step={
+            "description": "CT head",
+            "station_name": "STN1",
+            "location": "ROOM1",
+            "performing_physician": "JOHNSON",
+            "contrast_agent": "BARIUM",
+            "premedication": "NONE",
+            "comments": "fasting",
+            "protocol_codes": [{"value": "P1", "scheme": "LOCAL", "meaning": "Head"}],
+        },
+    )
+    (answer,) = answers(worklist_query(sps={}))
+    item = answer.ScheduledProcedureStepSequence[0]
+    assert item.ScheduledStationAETitle == ["AA32", "AA33"]
+    assert item.ScheduledProcedureStepStartDate == "20261125"
+    assert item.ScheduledProcedureStepStartTime == "090000"
+    assert item.Modality == "CT"
+    assert item.ScheduledPerformingPhysicianName == "JOHNSON"
+    assert item.ScheduledProcedureStepDescription == "CT head"
+    assert item.ScheduledStationName == "STN1"
+    assert item.ScheduledProcedureStepLocation == "ROOM1"
+    assert item.RequestedContrastAgent == "BARIUM"
+    assert item.PreMedication == "NONE"
+    assert item.ScheduledProcedureStepStatus == "SCHEDULED"
+    assert item.CommentsOnTheScheduledProcedureStep == "fasting"
+    code = item.ScheduledProtocolCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == (
+        "P1",
+        "LOCAL",
+        "Head",
+    )
+
+
+def test_a_step_sequence_without_items_also_returns_every_step_attribute() -> None:
+    schedule()
+    query = worklist_query()
+    query.ScheduledProcedureStepSequence = []
+    (answer,) = answers(query)
+    assert "ScheduledProcedureStepID" in answer.ScheduledProcedureStepSequence[0]
+
+
+def test_a_step_item_with_keys_returns_only_those_keys() -> None:
+    schedule()
+    (answer,) = answers(worklist_query(sps={"Modality": "", "ScheduledStationAETitle": ""}))
+    item = answer.ScheduledProcedureStepSequence[0]
+    assert keywords(item) == ["Modality", "ScheduledStationAETitle"]
+
+
+def test_an_empty_code_item_returns_the_whole_code() -> None:
+    schedule(procedure={"code_value": "RPC1", "code_scheme": "LOCAL", "code_meaning": "MR brain"})
+    schedule(accession="A2", sps_id="S2")
+    query = worklist_query(AccessionNumber="")
+    query.RequestedProcedureCodeSequence = [Dataset()]
+    with_code, without_code = sorted(answers(query), key=lambda a: a.AccessionNumber)
+    code = with_code.RequestedProcedureCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == (
+        "RPC1",
+        "LOCAL",
+        "MR brain",
+    )
+    assert len(without_code.RequestedProcedureCodeSequence) == 0
+
+
+def test_unknown_keys_come_back_empty_and_are_reported() -> None:
+    schedule()
+    query = worklist_query(
+        PatientName="", StudyDescription="", sps={"ScheduledProcedureStepEndDate": ""}
+    )
+    query.add_new(0x00091010, "LO", "")
+    result = find(query)
+    (answer,) = [encoded(ds) for ds in result.datasets]
+    assert result.unsupported == [0x00081030, 0x00091010, 0x00400004]
+    assert answer.StudyDescription == ""
+    assert answer[0x00091010].is_empty
+    assert answer.ScheduledProcedureStepSequence[0].ScheduledProcedureStepEndDate == ""
+
+
+def test_known_keys_only_are_not_reported() -> None:
+    schedule()
+    assert find(worklist_query(PatientName="", sps={})).unsupported == []
+
+
+def test_the_requested_procedure_priority_falls_back_to_the_order_priority() -> None:
+    schedule(order={"priority": "STAT"})
+    schedule(accession="A2", order={"priority": "ROUTINE"}, procedure={"priority": "HIGH"})
+    result = answers(worklist_query(AccessionNumber="", RequestedProcedurePriority=""))
+    assert sorted((a.AccessionNumber, a.RequestedProcedurePriority) for a in result) == [
+        ("A1", "STAT"),
+        ("A2", "HIGH"),
+    ]
+    matched = answers(worklist_query(AccessionNumber="", RequestedProcedurePriority="STAT"))
+    assert [a.AccessionNumber for a in matched] == ["A1"]
+
+
+def test_patient_values_are_formatted_as_dicom() -> None:
+    schedule(
+        patient={
+            "birth_date": "1678-03-04",
+            "weight_kg": Decimal("70.50"),
+            "size_m": Decimal("1.80"),
+            "pregnancy_status": 4,
+            "other_ids": [{"patient_id": "X9", "issuer": "OTHER"}],
+        },
+        start=local(2026, 11, 25, 8, 56),
+    )
+    query = worklist_query(
+        PatientBirthDate="",
+        PatientWeight="",
+        PatientSize="",
+        PregnancyStatus=None,
+        OtherPatientIDsSequence=[],
+        sps={"ScheduledProcedureStepStartTime": ""},
+    )
+    for implicit, little in [(True, True), (False, True), (False, False)]:
+        (answer,) = answers(query, implicit=implicit, little=little)
+        assert answer.PatientBirthDate == "16780304"
+        assert answer.PatientWeight == 70.5
+        assert answer.PatientSize == 1.8
+        assert answer.PregnancyStatus == 4
+        other = answer.OtherPatientIDsSequence[0]
+        assert (other.PatientID, other.IssuerOfPatientID, other.TypeOfPatientID) == (
+            "X9",
+            "OTHER",
+            "TEXT",
+        )
+        assert answer.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime == "085600"
+
+
+def test_latin1_names_are_answered_in_iso_ir_100() -> None:
+    schedule(patient_name="Müller^Jürgen")
+    (answer,) = answers(worklist_query(PatientName=""))
+    assert answer.SpecificCharacterSet == "ISO_IR 100"
+    assert answer.PatientName == "Müller^Jürgen"
+
+
+def test_names_beyond_latin1_are_answered_in_utf8() -> None:
+    schedule(patient_name="Yamada^Tarou=山田^太郎", step={"performing_physician": "Łukasz"})
+    (answer,) = answers(
+        worklist_query(PatientName="", sps={"ScheduledPerformingPhysicianName": ""})
+    )
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    assert answer.PatientName == "Yamada^Tarou=山田^太郎"
+    assert answer.ScheduledProcedureStepSequence[0].ScheduledPerformingPhysicianName == "Łukasz"
+
+
+def test_each_answer_chooses_its_own_character_set() -> None:
+    schedule(patient_id="P1", accession="A1", patient_name="SMITH^JOHN")
+    schedule(patient_id="P2", accession="A2", patient_name="Ωμέγα^Άλφα")
+    result = answers(worklist_query(AccessionNumber="", PatientName=""))
+    charsets = {a.AccessionNumber: a.SpecificCharacterSet for a in result}
+    assert charsets == {"A1": "ISO_IR 100", "A2": "ISO_IR 192"}
+
+
+def test_answers_beyond_the_maximum_are_not_built() -> None:
+    for n in range(5):
+        schedule(patient_id=f"P{n}", accession=f"A{n}")
+    result = find(worklist_query(AccessionNumber=""), max_answers=3)
+    assert result.truncated
+    assert result.count == 3
+    assert len(list(result.datasets)) == 3
+    exact = find(worklist_query(AccessionNumber=""), max_answers=5)
+    assert not exact.truncated
+    assert exact.count == 5
