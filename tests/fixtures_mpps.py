@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 
 from hl7v2.mllp import FrameDecoder, frame
 from hl7v2.msh import read_header
+from tests.conftest import get_free_port
 from worklist.models import ScheduledProcedureStep
 from worklist.services import order_upsert, patient_upsert, procedure_upsert, step_upsert
 
@@ -259,14 +260,16 @@ def order_status_of_message(message: str) -> str:
 
 
 @pytest.fixture
-def ris_port(free_port: int, settings: Any) -> int:
+def ris_port(settings: Any) -> int:
     """Point the broker at a RIS on a free port (nothing listening yet); fast retries."""
+    # Its own port: ``free_port`` is one value per test, taken by the DICOM listener.
+    port = get_free_port()
     settings.RIS_HL7_HOST = "127.0.0.1"
-    settings.RIS_HL7_PORT = free_port
+    settings.RIS_HL7_PORT = port
     settings.RIS_HL7_TIMEOUT = 3.0
     settings.RIS_HL7_RETRY_DELAY = 0.2
     settings.RIS_HL7_RETRY_MAX_DELAY = 0.5
-    return free_port
+    return port
 
 
 @pytest.fixture
