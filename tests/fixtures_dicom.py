@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,3 +172,27 @@ def bulk_schedule(count: int, *, start: datetime | None = None, station: str = "
         ]
     )
     StationAETitle.objects.bulk_create([StationAETitle(step=s, ae_title=station) for s in steps])
+
+
+SAMPLE_WLISTDB = Path("/usr/share/doc/dcmtk/examples/wlistdb/OFFIS")
+SAMPLE_QUERIES = Path("/usr/share/doc/dcmtk/examples/wlistqry")
+
+
+def dump2dcm(dump: Path, target: Path) -> Path:
+    subprocess.run(["dump2dcm", "-q", "-g", str(dump), str(target)], check=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def sample_worklist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DCMTK's sample worklist database as wlmscpfs serves it: ``<dir>/OFFIS/*.wl``."""
+    require_dcmtk()
+    if not SAMPLE_WLISTDB.is_dir():
+        pytest.fail(f"DCMTK's sample worklist database is missing: {SAMPLE_WLISTDB}")
+    root = tmp_path_factory.mktemp("wlistdb")
+    folder = root / "OFFIS"
+    folder.mkdir()
+    (folder / "lockfile").touch()
+    for dump in sorted(SAMPLE_WLISTDB.glob("*.dump")):
+        dump2dcm(dump, folder / f"{dump.stem}.wl")
+    return folder
