@@ -51,7 +51,7 @@ def test_it_imports_a_folder_of_worklist_files(sample_worklist: Path) -> None:
     )
     assert step.procedure.order.patient.name == "VIVALDI^ANTONIO"
     assert step.procedure.order.patient.birth_date == date(1678, 3, 4)
-    assert step.procedure.order.patient.medical_alerts == "METASTASIS"
+    assert step.procedure.order.requesting_physician == "SMITH"
     assert step.procedure.order.accession_number == "00000"
     assert step.procedure.requested_procedure_id == "RP454G234"
     assert step.procedure.study_instance_uid == "1.2.276.0.7230010.3.2.101"
