@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from mpps import outbox
+from mpps import outbox, services
 from mpps.models import (
     OutboundAttempt,
     OutboundMessage,
@@ -34,6 +36,7 @@ class StepLinkInline(admin.TabularInline[StepLink, PerformedProcedureStep]):
     model = StepLink
     extra = 0
     raw_id_fields = ["step"]
+    can_delete = False
 
 
 class SeriesInline(admin.TabularInline[PerformedSeries, PerformedProcedureStep]):
@@ -58,6 +61,17 @@ class PerformedProcedureStepAdmin(admin.ModelAdmin[PerformedProcedureStep]):
     search_fields = ["sop_instance_uid", "pps_id", "scheduled_references__accession_number"]
     readonly_fields = ["sop_instance_uid", "status", "version", "dataset", "created_at"]
     inlines = [StepLinkInline, SeriesInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not StepLink:
+            super().save_formset(request, form, formset, change)
+            return
+        # Linking (the unscheduled case) goes through the service, so the steps and the
+        # RIS follow; links are not removed here.
+        links = formset.save(commit=False)
+        new = [link.step for link in links if link.pk is None]
+        if new:
+            services.mpps_link(mpps=form.instance, steps=new)
 
     @admin.display(boolean=True, description="scheduled")
     def is_scheduled(self, obj: PerformedProcedureStep) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
+from django.db import DatabaseError
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
@@ -41,6 +42,14 @@ def status_dataset(refusal: Refusal, *, with_tags: bool) -> Dataset:
     return ds
 
 
+def _unavailable() -> Dataset:
+    # The modality keeps the MPPS and sends it again later (IHE RAD-6/7 retry).
+    ds = Dataset()
+    ds.Status = status.PROCESSING_FAILURE
+    ds.ErrorComment = "Broker database unavailable, try again later"
+    return ds
+
+
 def handle_n_create(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
     request = cast(N_CREATE, event.request)
     if request.AffectedSOPClassUID != MPPS_SOP_CLASS:
@@ -48,9 +57,13 @@ def handle_n_create(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
     ds = event.attribute_list
     # The SCU may leave the instance UID to us (PS3.7 10.1.5.1.4).
     uid = str(request.AffectedSOPInstanceUID or generate_uid())
-    outcome = services.mpps_create(
-        sop_instance_uid=uid, ds=ds, calling_ae_title=str(event.assoc.requestor.ae_title)
-    )
+    try:
+        outcome = services.mpps_create(
+            sop_instance_uid=uid, ds=ds, calling_ae_title=str(event.assoc.requestor.ae_title)
+        )
+    except DatabaseError:
+        logger.exception("MPPS N-CREATE %s from %s: database error", uid, _peer(event))
+        return _unavailable(), None
     if outcome.refusal is not None:
         logger.warning(
             "MPPS N-CREATE %s from %s refused: 0x%04X %s",
@@ -71,7 +84,11 @@ def handle_n_set(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
     if request.RequestedSOPClassUID != MPPS_SOP_CLASS:
         return status.NO_SUCH_SOP_CLASS, None
     uid = str(request.RequestedSOPInstanceUID)
-    outcome = services.mpps_set(sop_instance_uid=uid, modification=event.modification_list)
+    try:
+        outcome = services.mpps_set(sop_instance_uid=uid, modification=event.modification_list)
+    except DatabaseError:
+        logger.exception("MPPS N-SET %s from %s: database error", uid, _peer(event))
+        return _unavailable(), None
     if outcome.refusal is not None:
         logger.warning(
             "MPPS N-SET %s from %s refused: 0x%04X %s",

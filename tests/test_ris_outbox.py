@@ -82,3 +82,18 @@ def test_it_sends_nothing_and_stops_when_no_ris_is_configured(settings: Any) -> 
     result = outbox.order_send(step.procedure.order_id)
     assert result.sent == 0 and result.retry_in is None
     assert _messages(step.procedure.order_id)[0].state == OutboundState.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ris_resend_queues_a_send_for_each_order_with_unsent_messages(settings: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.RIS_HL7_HOST = "127.0.0.1"
+    for _ in range(2):
+        step = make_step()
+        services.mpps_create(sop_instance_uid=generate_uid(), ds=n_create_dataset(step))
+    out = StringIO()
+    call_command("ris_resend", stdout=out)
+    assert "2 order(s)" in out.getvalue()
