@@ -33,12 +33,21 @@ CANCEL_CHECK_EVERY = 50
 
 @dataclass
 class FindResult:
-    """The answers to one query: response identifiers, and what to tell the peer."""
+    """The answers to one query (built lazily), and what to tell the peer."""
 
-    datasets: Iterator[Dataset]
-    count: int
+    builder: ResponseBuilder
+    rows: list[tuple[Any, ...]]
+    stations: dict[int, list[str]]
     truncated: bool
     unsupported: list[int]
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    @property
+    def datasets(self) -> Iterator[Dataset]:
+        return self.builder.datasets(self.rows, self.stations)
 
 
 def find(
@@ -65,10 +74,10 @@ def find(
     # One row more than allowed tells "truncated" without counting every match.
     rows, stations = builder.rows(matching.queryset, limit + 1)
     truncated = len(rows) > limit
-    rows = rows[:limit]
     return FindResult(
-        datasets=builder.datasets(rows, stations),
-        count=len(rows),
+        builder=builder,
+        rows=rows[:limit],
+        stations=stations,
         truncated=truncated,
         unsupported=sorted(set(keys.unsupported) | set(matching.unsupported)),
     )
@@ -131,9 +140,16 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
         return
 
     pending = status.PENDING_WARNING_OPTIONAL_KEYS if result.unsupported else status.PENDING
+    builder, stations = result.builder, result.stations
+    # Little Endian answers skip pynetdicom's per-answer encoding (see PendingSender).
+    sender = (
+        net.PendingSender(assoc, event.context.context_id, event.request, pending)
+        if transfer_syntax.is_little_endian
+        else None
+    )
     sent = 0
     try:
-        for dataset in result.datasets:
+        for row in result.rows:
             if sent and sent % CANCEL_CHECK_EVERY == 0:
                 net.let_peer_speak(assoc, settings.DICOM_DIMSE_TIMEOUT)
             if event.is_cancelled:
@@ -141,7 +157,8 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
                 outcome.count(assoc, "answers", sent)
                 yield status.CANCEL, None
                 return
-            yield pending, dataset
+            if sender is None or not sender.send(builder.encode(row, stations)):
+                yield pending, builder.dataset(row, stations)
             sent += 1
     except Exception:
         logger.exception("C-FIND from %s: cannot build an answer", calling_ae)

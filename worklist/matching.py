@@ -204,6 +204,8 @@ def _date_q(column: str, values: list[str], tag: int) -> Q | None:
     if is_universal(text):
         return None
     low, high = date_range(text, tag)
+    if low and low == high:
+        return Q(**{column: low})
     q = Q()
     if low:
         q &= Q(**{f"{column}__gte": low})
@@ -223,6 +225,13 @@ def sps_start_q(date_values: list[str] | None, time_values: list[str] | None) ->
     q = Q()
     if dates and times:
         (d_low, d_high), (t_low, t_high) = dates, times
+        if d_low and d_low == d_high:
+            q &= Q(start_date=d_low)
+            if t_low:
+                q &= Q(start_time__gte=t_low)
+            if t_high:
+                q &= Q(start_time__lte=t_high)
+            return q
         t_low = t_low or time.min
         t_high = t_high or time.max
         if d_low:
@@ -239,6 +248,9 @@ def sps_start_q(date_values: list[str] | None, time_values: list[str] | None) ->
             )
     elif dates:
         d_low, d_high = dates
+        if d_low and d_low == d_high:
+            # Equality, not a one-day range: the index then also gives the time order.
+            return Q(start_date=d_low)
         if d_low:
             q &= Q(start_date__gte=d_low)
         if d_high:

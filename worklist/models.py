@@ -176,6 +176,10 @@ class ScheduledProcedureStep(models.Model):
             models.Index(fields=["start_date", "start_time"], name="sps_start_date_time_idx"),
             models.Index(fields=["start_time"], name="sps_start_time_idx"),
             models.Index(fields=["modality", "start"], name="sps_modality_start_idx"),
+            # The scanner's query: its modality, today (DA / TM match on local date, time).
+            models.Index(
+                fields=["modality", "start_date", "start_time"], name="sps_modality_date_time_idx"
+            ),
             models.Index(fields=["sps_id"], name="sps_id_idx"),
             models.Index(fields=["station_name"], name="sps_station_name_idx"),
             models.Index(fields=["location"], name="sps_location_idx"),

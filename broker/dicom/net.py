@@ -11,9 +11,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from io import BytesIO
 from typing import Any
 
 from pynetdicom import evt
+from pynetdicom.dimse_messages import C_FIND_RSP
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.pdu_primitives import P_DATA
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -59,3 +63,43 @@ def let_peer_speak(assoc: Any, timeout: float = 30.0) -> None:
         time.sleep(0.0002)
     # One more DUL loop: with its queue empty it reads the socket.
     time.sleep(0.0005)
+
+
+class PendingSender:
+    """Sends C-FIND pending responses whose identifiers are already encoded.
+
+    pynetdicom encodes every response twice over in Python (the identifier Dataset, then
+    a command Dataset and the fragments), which costs far more than finding the answer.
+    Here the command set of a pending response is encoded once per request (by
+    pynetdicom), and each answer goes to the DUL as one P-DATA-TF PDU holding two PDVs:
+    command and identifier. The DUL's queue keeps the order with whatever pynetdicom
+    sends itself (the final status).
+    """
+
+    def __init__(self, assoc: Any, context_id: int, request: Any, status: int) -> None:
+        response = C_FIND()
+        response.MessageIDBeingRespondedTo = request.MessageID
+        response.AffectedSOPClassUID = request.AffectedSOPClassUID
+        response.Status = status
+        # Any identifier makes the command say "a data set follows".
+        response.Identifier = BytesIO(b"\x00")
+        message = C_FIND_RSP()
+        message.primitive_to_message(response)
+        first = next(iter(message.encode_msg(context_id, 0)))
+        ((_, fragment),) = first.presentation_data_value_list
+        self.command = bytes(fragment[1:])
+        self.assoc = assoc
+        self.context_id = context_id
+        # The peer's maximum P-DATA-TF variable field length (0: no limit).
+        self.max_length = int(assoc.requestor.maximum_length or 0)
+
+    def send(self, identifier: bytes) -> bool:
+        """Queue one answer; False if it does not fit one PDU (send it the usual way)."""
+        length = 12 + len(self.command) + len(identifier)
+        if self.max_length and length > self.max_length:
+            return False
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((self.context_id, b"\x03" + self.command))
+        pdata.presentation_data_value_list.append((self.context_id, b"\x02" + identifier))
+        self.assoc.dul.send_pdu(pdata)
+        return True

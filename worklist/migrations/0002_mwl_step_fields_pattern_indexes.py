@@ -50,5 +50,11 @@ class Migration(migrations.Migration):
             name="premedication",
             field=models.CharField(blank=True, default="", max_length=64),
         ),
+        migrations.AddIndex(
+            model_name="scheduledprocedurestep",
+            index=models.Index(
+                fields=["modality", "start_date", "start_time"], name="sps_modality_date_time_idx"
+            ),
+        ),
         migrations.RunPython(create_pattern_indexes, drop_pattern_indexes),
     ]
