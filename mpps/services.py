@@ -28,7 +28,7 @@ from mpps.models import (
 )
 from mpps.status import MPPSStatus
 from mpps.validation import Refusal
-from worklist.models import ScheduledProcedureStep
+from worklist.models import Order, ScheduledProcedureStep
 from worklist.services import step_set_status
 from worklist.status import SPSStatus
 
@@ -140,7 +140,21 @@ def _replace_series(mpps: PerformedProcedureStep, series: list[mpps_dataset.Seri
 
 def _follow_up(mpps: PerformedProcedureStep, step_ids: Iterable[int]) -> None:
     """Inside the transaction: steps follow, the RIS hears of it, the event goes out."""
-    order_ids = _steps_follow(step_ids)
+    step_ids = list(step_ids)
+    order_ids = set(
+        ScheduledProcedureStep.objects.filter(pk__in=step_ids).values_list(
+            "procedure__order_id", flat=True
+        )
+    )
+    # Lock the orders before touching their steps, in id order, as HL7 intake takes them
+    # (order, then steps): an MPPS and an order update on PostgreSQL cannot deadlock.
+    list(
+        Order.objects.select_for_update()
+        .filter(pk__in=order_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    _steps_follow(step_ids)
     outbox.order_status_follow(order_ids, mpps_id=mpps.pk)
     events.publish(events.mpps_changed, mpps_id=mpps.pk, status=mpps.status)
 

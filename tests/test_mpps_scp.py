@@ -171,3 +171,15 @@ def test_two_modalities_setting_one_instance_at_once_get_one_success_and_one_a71
     assert sorted(a.Status for a in answers) == [status.SUCCESS, status.PROCESSING_FAILURE]
     loser = next(a for a in answers if a.Status != status.SUCCESS)
     assert loser.ErrorID == status.MPPS_NO_LONGER_UPDATABLE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_a_latin_1_patient_name_as_sent(scu: Association) -> None:
+    uid = generate_uid()
+    ds = n_create_dataset(make_step())
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "MÜLLER^JÖRG"
+    assert _create(scu, ds, uid)[0].Status == status.SUCCESS
+    mpps = PerformedProcedureStep.objects.get(sop_instance_uid=uid)
+    assert mpps.patient_name == "MÜLLER^JÖRG"
+    assert mpps.dataset["00100010"]["Value"] == [{"Alphabetic": "MÜLLER^JÖRG"}]
