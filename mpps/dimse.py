@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import DatabaseError
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -56,7 +57,7 @@ def handle_n_create(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
         return status.NO_SUCH_SOP_CLASS, None
     ds = event.attribute_list
     # The SCU may leave the instance UID to us (PS3.7 10.1.5.1.4).
-    uid = str(request.AffectedSOPInstanceUID or generate_uid())
+    uid = str(request.AffectedSOPInstanceUID or generate_uid(prefix=settings.BROKER_UID_ROOT))
     try:
         outcome = services.mpps_create(
             sop_instance_uid=uid, ds=ds, calling_ae_title=str(event.assoc.requestor.ae_title)
