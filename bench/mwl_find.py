@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -170,11 +169,13 @@ def load(start: int, stop: int, today: date) -> list[int]:
 
 
 def write_wl_files(step_ids: list[int], folder: Path) -> None:
-    """The same entries as .wl files, built by the broker's own response builder."""
+    """The same entries as .wl files (Explicit VR Little Endian, every attribute the
+    broker knows), encoded by the broker's own response builder."""
     from pydicom import Dataset
     from pydicom.dataset import FileMetaDataset
-    from pydicom.filewriter import dcmwrite
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     from worklist.attributes import SPS_ATTRIBUTES, TOP_ATTRIBUTES
     from worklist.models import ScheduledProcedureStep
@@ -192,17 +193,19 @@ def write_wl_files(step_ids: list[int], folder: Path) -> None:
     every_key.ScheduledProcedureStepSequence = [item]
     builder = ResponseBuilder(return_keys(every_key), implicit_vr=False, little_endian=True)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.276.0.7230010.3.1.0.1"
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    meta.MediaStorageSOPClassUID = UID("1.2.276.0.7230010.3.1.0.1")
+    meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.8.498.1")
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    header = DicomBytesIO()
+    header.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(header, meta)
+    prefix = header.getvalue()
     for first in range(0, len(step_ids), 2000):
         chunk = step_ids[first : first + 2000]
         queryset = ScheduledProcedureStep.objects.filter(pk__in=chunk)
         rows, stations = builder.rows(queryset, len(chunk))
         for row in rows:
-            ds = builder.dataset(row, stations)
-            ds.file_meta = meta
-            dcmwrite(folder / f"{row[0]}.wl", ds, enforce_file_format=False)
+            (folder / f"{row[0]}.wl").write_bytes(prefix + builder.encode(row, stations))
 
 
 # --- measuring --------------------------------------------------------------------
@@ -304,10 +307,6 @@ def pynetdicom_queries(port: int, called: str, values: dict[str, str], runs: int
     return times
 
 
-def timed(function: Callable[[], float], runs: int) -> list[float]:
-    return [function() for _ in range(runs)]
-
-
 def median_p95(times: list[float]) -> tuple[float, float]:
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
@@ -324,11 +323,12 @@ def main() -> None:
     parser.add_argument("--findscu-runs", type=int, default=15)
     parser.add_argument("--assoc-runs", type=int, default=30)
     parser.add_argument("--broad-runs", type=int, default=3)
+    parser.add_argument("--wlm-runs", type=int, default=10, help="wlmscpfs runs, up to 10,000")
     parser.add_argument(
         "--wlm-runs-large",
         type=int,
-        default=5,
-        help="runs per wlmscpfs measurement above 10,000 entries (each takes seconds)",
+        default=3,
+        help="wlmscpfs runs above 10,000 entries (each query takes seconds)",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -401,22 +401,22 @@ def measure(size: int, wl_root: Path, today: date, args: argparse.Namespace) -> 
     broker, broker_port, wlm, wlm_port = start_servers(wl_root)
     ae = settings.BROKER_AE_TITLE
     typical, broad = typical_values(today), broad_values(today)
-    wlm_runs = args.findscu_runs if size <= 10000 else args.wlm_runs_large
-    wlm_assoc_runs = args.assoc_runs if size <= 10000 else args.wlm_runs_large
+    wlm_runs = args.wlm_runs if size <= 10000 else args.wlm_runs_large
     out: dict[str, Any] = {"size": size}
     try:
         for name, port, called in (("broker", broker_port, ae), ("wlmscpfs", wlm_port, WLM_AE)):
             answers = count_answers(port, called, typical)
             broad_answers = count_answers(port, called, broad)
             runs = args.findscu_runs if name == "broker" else wlm_runs
-            assoc_runs = args.assoc_runs if name == "broker" else wlm_assoc_runs
-            process = timed(lambda p=port, c=called: run_findscu(p, c, typical), runs)
-            assoc = pynetdicom_queries(port, called, typical, assoc_runs)
-            broad_times = timed(lambda p=port, c=called: run_findscu(p, c, broad), args.broad_runs)
+            assoc_runs = args.assoc_runs if name == "broker" else wlm_runs
+            process_times = [run_findscu(port, called, typical) for _ in range(runs)]
+            assoc_times = pynetdicom_queries(port, called, typical, assoc_runs)
+            broad_runs = args.broad_runs if name == "broker" else min(args.broad_runs, wlm_runs)
+            broad_times = [run_findscu(port, called, broad) for _ in range(broad_runs)]
             out[name] = {
                 "answers": answers,
-                "process": median_p95(process),
-                "assoc": median_p95(assoc),
+                "process": median_p95(process_times),
+                "assoc": median_p95(assoc_times),
                 "broad_answers": broad_answers,
                 "broad_s": statistics.median(broad_times),
             }
@@ -428,15 +428,15 @@ def measure(size: int, wl_root: Path, today: date, args: argparse.Namespace) -> 
             )
             print(
                 f"{'':9} (b) {broad_answers} answers in {r['broad_s']:.2f} s: "
-                f"{broad_answers / r['broad_s']:,.0f} answers/s (median of {args.broad_runs})"
+                f"{broad_answers / r['broad_s']:,.0f} answers/s (median of {broad_runs})"
             )
     finally:
-        for process in (broker, wlm):
-            process.send_signal(signal.SIGTERM)
+        for server in (broker, wlm):
+            server.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=15)
+                server.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                server.kill()
     b, w = out["broker"], out["wlmscpfs"]
     print(
         f"ratios     (a) findscu process {w['process'][0] / b['process'][0]:.1f}x faster, "

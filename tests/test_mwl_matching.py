@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 import pytest
@@ -335,7 +336,7 @@ def test_query_values_are_decoded_with_the_query_character_set() -> None:
         buffer.is_little_endian = True
         buffer.is_implicit_VR = True
         write_dataset(buffer, query)
-        return read_dataset(DicomBytesIO(buffer.getvalue()), True, True)
+        return read_dataset(BytesIO(buffer.getvalue()), True, True)
 
     assert sps_ids(roundtrip("ISO_IR 100", "Müller^Jürgen")) == ["U1"]
     assert sps_ids(roundtrip("ISO_IR 192", "Müller^Jürgen")) == ["U1"]

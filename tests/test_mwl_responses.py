@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from io import BytesIO
 
 import pytest
 from pydicom import Dataset
@@ -22,7 +23,7 @@ def encoded(ds: Dataset, *, implicit: bool = True, little: bool = True) -> Datas
     buffer.is_implicit_VR = implicit
     buffer.is_little_endian = little
     write_dataset(buffer, ds)
-    return read_dataset(DicomBytesIO(buffer.getvalue()), implicit, little)
+    return read_dataset(BytesIO(buffer.getvalue()), implicit, little)
 
 
 def answers(query: Dataset, *, implicit: bool = True, little: bool = True) -> list[Dataset]:
@@ -225,3 +226,35 @@ def test_answers_beyond_the_maximum_are_not_built() -> None:
     exact = find(worklist_query(AccessionNumber=""), max_answers=5)
     assert not exact.truncated
     assert exact.count == 5
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_direct_encoding_gives_the_same_bytes_as_pydicom(implicit: bool) -> None:
+    from pynetdicom.dsutils import encode
+
+    from worklist.responses import ResponseBuilder, return_keys
+
+    schedule(
+        patient_name="Yamada^Tarou=山田^太郎",
+        stations=("AA32", "AA33"),
+        patient={"pregnancy_status": 2, "weight_kg": Decimal("80.1")},
+        procedure={"code_value": "C1", "code_scheme": "L", "code_meaning": "odd"},
+        step={"protocol_codes": [{"value": "P", "scheme": "S", "meaning": "M"}]},
+    )
+    schedule(accession="A2", sps_id="S2", patient_id="P2", patient_name="PLAIN^ASCII")
+    query = worklist_query(
+        PatientName="",
+        PregnancyStatus=None,
+        PatientWeight="",
+        StudyInstanceUID="",
+        StudyDescription="",
+        sps={},
+    )
+    query.RequestedProcedureCodeSequence = []
+    query.ReferencedStudySequence = []
+    result = find(query, implicit_vr=implicit, little_endian=True)
+    builder: ResponseBuilder = result.builder
+    assert isinstance(return_keys(query).nodes, list)
+    for row in result.rows:
+        direct = builder.encode(row, result.stations)
+        assert direct == encode(builder.dataset(row, result.stations), implicit, True)

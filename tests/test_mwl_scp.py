@@ -19,7 +19,7 @@ from django.db.backends.signals import connection_created
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityWorklistInformationFind,
@@ -54,8 +54,10 @@ def test_it_sends_one_pending_answer_per_step_then_success(dicom_listener: Liste
     )
     assert statuses(answers) == [status.PENDING, status.PENDING, status.SUCCESS]
     ids = sorted(
-        a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for _, a in answers[:2]
-    )  # type: ignore[union-attr]
+        a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID
+        for _, a in answers[:2]
+        if a is not None
+    )
     assert ids == ["S1", "S2"]
 
 
@@ -214,6 +216,7 @@ def test_it_rejects_an_unknown_called_ae_title(dicom_listener: Listener) -> None
     ae.add_requested_context(ModalityWorklistInformationFind)
     assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="NOT_US")
     assert assoc.is_rejected
+    assert assoc.acceptor.primitive is not None
     assert assoc.acceptor.primitive.diagnostic == 0x07
 
 
@@ -235,6 +238,7 @@ def test_it_restricts_calling_ae_titles_to_the_device_registry_when_configured(
         ae.add_requested_context(ModalityWorklistInformationFind)
         assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
         assert assoc.is_rejected
+        assert assoc.acceptor.primitive is not None
         assert assoc.acceptor.primitive.diagnostic == 0x03
 
 
@@ -354,7 +358,7 @@ def test_it_serves_dicom_over_tls(free_port: int, settings: Any, tmp_path: Path)
         client.check_hostname = False
         ae = AE(ae_title="TLSSCU")
         ae.add_requested_context(ModalityWorklistInformationFind)
-        assoc = ae.associate("127.0.0.1", free_port, ae_title="WORKLIST", tls_args=(client, None))
+        assoc = ae.associate("127.0.0.1", free_port, ae_title="WORKLIST", tls_args=(client, "localhost"))
         assert assoc.is_established, "a silent peer must not hold up the TLS handshake of others"
         codes = [
             int(st.Status)
@@ -367,3 +371,39 @@ def test_it_serves_dicom_over_tls(free_port: int, settings: Any, tmp_path: Path)
     finally:
         silent.close()
         running.shutdown()
+
+
+@pytest.mark.parametrize(
+    "transfer_syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian]
+)
+def test_it_answers_in_each_transfer_syntax(dicom_listener: Listener, transfer_syntax: str) -> None:
+    schedule(patient_name="Müller^Jürgen", patient={"pregnancy_status": 4})
+    ae = AE(ae_title="TSSCU")
+    ae.add_requested_context(ModalityWorklistInformationFind, [transfer_syntax])
+    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    assert assoc.accepted_contexts[0].transfer_syntax[0] == transfer_syntax
+    query = worklist_query(PatientName="", PregnancyStatus=None, sps={})
+    answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    assoc.release()
+    assert [int(st.Status) for st, _ in answers] == [status.PENDING, status.SUCCESS]
+    answer = answers[0][1]
+    assert answer is not None
+    assert answer.PatientName == "Müller^Jürgen"
+    assert answer.PregnancyStatus == 4
+    assert answer.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == "CT1"
+
+
+def test_answers_larger_than_the_peers_pdu_are_fragmented(dicom_listener: Listener) -> None:
+    schedule(step={"comments": "x" * 3000})
+    ae = AE(ae_title="SMALLPDU")
+    ae.maximum_pdu_size = 1024
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    query = worklist_query(PatientName="", sps={"CommentsOnTheScheduledProcedureStep": ""})
+    answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    assoc.release()
+    assert [int(st.Status) for st, _ in answers] == [status.PENDING, status.SUCCESS]
+    answer = answers[0][1]
+    assert answer is not None
+    item = answer.ScheduledProcedureStepSequence[0]
+    assert item.CommentsOnTheScheduledProcedureStep == "x" * 3000
