@@ -114,9 +114,12 @@ def find_steps(refs: Iterable[mpps_dataset.StepReference]) -> list[ScheduledProc
     return [found[pk] for pk in sorted(found)]
 
 
-def _replace_series(mpps: PerformedProcedureStep, series: list[mpps_dataset.Series]) -> None:
+def _replace_series(
+    mpps: PerformedProcedureStep, series: list[mpps_dataset.Series], *, new: bool = False
+) -> None:
     """Store the Performed Series Sequence; each N-SET carrying it replaces it whole."""
-    mpps.series.all().delete()
+    if not new:
+        mpps.series.all().delete()
     # A modality repeating a series in the sequence gets it stored once.
     by_uid = {item.series_instance_uid: item for item in series}
     for item in by_uid.values():
@@ -187,7 +190,7 @@ def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "
                     for r in refs
                 ]
             )
-            _replace_series(mpps, mpps_dataset.performed_series(ds) or [])
+            _replace_series(mpps, mpps_dataset.performed_series(ds) or [], new=True)
             steps = find_steps(refs)
             StepLink.objects.bulk_create([StepLink(mpps=mpps, step=s) for s in steps])
             _follow_up(mpps, [s.pk for s in steps])
