@@ -225,3 +225,15 @@ def test_it_retries_when_the_ris_answers_ae_or_ar(test_ris: FakeRIS, celery_work
         AttemptOutcome.REJECTED,
         AttemptOutcome.ACCEPTED,
     ]
+
+
+def test_an_independent_parser_reads_the_messages() -> None:
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    omi = parse_message(_build("IP", "OMI^O23"), validation_level=VALIDATION_LEVEL.STRICT)
+    omi.validate()  # the v2.5.1 OMI^O23 structure, strictly
+    orm = parse_message(_build("CM", "ORM^O01"), find_groups=True)
+    order = orm.children.get("ORM_O01_ORDER")
+    assert order.orc.orc_1.value == "SC"
+    assert order.orc.orc_5.value == "CM"
