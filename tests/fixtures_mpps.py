@@ -273,7 +273,7 @@ def ris_port(settings: Any) -> int:
 
 
 @pytest.fixture
-def test_ris(ris_port: int) -> Iterator[FakeRIS]:
+def ris_server(ris_port: int) -> Iterator[FakeRIS]:
     ris = FakeRIS(port=ris_port)
     ris.start()
     try:
@@ -310,7 +310,7 @@ def memory_broker() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def celery_worker(memory_broker: Any) -> Iterator[Any]:
+def task_worker(memory_broker: Any) -> Iterator[Any]:
     """A real Celery worker in a thread, running the real tasks (one per test module:
     stopping it takes seconds)."""
     task_postrun.connect(_close_db, weak=False)

@@ -117,8 +117,8 @@ def _n_create_from(answer: Dataset) -> Dataset:
 def test_an_order_from_hl7_is_found_performed_and_reported_to_the_ris_as_ip_then_cm(
     hl7_listener: Callable[..., RunningListener],
     dicom_server: int,
-    test_ris: FakeRIS,
-    celery_worker: Any,
+    ris_server: FakeRIS,
+    task_worker: Any,
 ) -> None:
     hl7 = hl7_listener()
     with MLLPClient(hl7.port) as client:
@@ -144,7 +144,7 @@ def test_an_order_from_hl7_is_found_performed_and_reported_to_the_ris_as_ip_then
     finally:
         assoc.release()
 
-    received = test_ris.wait_for(2)
+    received = ris_server.wait_for(2)
     assert [order_status_of_message(m) for m in received] == ["IP", "CM"]
     for message in received:
         assert hl7_field(message, "MSH", 5) == "RIS"

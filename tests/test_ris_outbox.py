@@ -30,12 +30,12 @@ def _messages(order_id: int) -> list[OutboundMessage]:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_message_that_failed_for_good_holds_back_the_next_until_retried(
-    test_ris: FakeRIS, settings: Any
+    ris_server: FakeRIS, settings: Any
 ) -> None:
     # The task's own function, called directly: one attempt per call.
     settings.RIS_HL7_MAX_ATTEMPTS = 2
     settings.RIS_HL7_RETRY_DELAY = 0.01
-    test_ris.answers = ["AR", "AR"]
+    ris_server.answers = ["AR", "AR"]
     step = make_step()
     order_id = step.procedure.order_id
     uid = generate_uid()
@@ -48,17 +48,17 @@ def test_a_message_that_failed_for_good_holds_back_the_next_until_retried(
     ip, cm = _messages(order_id)
     assert (ip.state, cm.state) == (OutboundState.FAILED, OutboundState.PENDING)
     assert outbox.order_send(order_id).sent == 0  # CM stays behind the failed IP
-    assert len(test_ris.received) == 2
+    assert len(ris_server.received) == 2
 
     outbox.message_retry(ip)
     result = outbox.order_send(order_id)
     assert result.sent == 2 and result.retry_in is None
-    assert [order_status_of_message(m) for m in test_ris.received[2:]] == ["IP", "CM"]
+    assert [order_status_of_message(m) for m in ris_server.received[2:]] == ["IP", "CM"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_second_sender_leaves_a_claimed_message_to_the_first(
-    test_ris: FakeRIS, settings: Any
+    ris_server: FakeRIS, settings: Any
 ) -> None:
     step = make_step()
     order_id = step.procedure.order_id
@@ -70,7 +70,7 @@ def test_a_second_sender_leaves_a_claimed_message_to_the_first(
     )
     result = outbox.order_send(order_id)
     assert result.sent == 0 and result.retry_in is not None
-    assert test_ris.received == []
+    assert ris_server.received == []
 
 
 @pytest.mark.django_db(transaction=True)

@@ -144,15 +144,15 @@ def _messages(order_id: int) -> list[OutboundMessage]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_ris_receives_ip_then_cm_with_the_order_fields(
-    test_ris: FakeRIS, celery_worker: Any
+    ris_server: FakeRIS, task_worker: Any
 ) -> None:
     step = make_step(accession="ACC77")
     order = step.procedure.order
     uid = generate_uid()
     services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step))
-    test_ris.wait_for(1)
+    ris_server.wait_for(1)
     services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
-    received = test_ris.wait_for(2)
+    received = ris_server.wait_for(2)
     assert [order_status_of_message(m) for m in received] == ["IP", "CM"]
     for message in received:
         assert hl7_field(message, "MSH", 9) == "ORM^O01"
@@ -168,12 +168,12 @@ def test_the_ris_receives_ip_then_cm_with_the_order_fields(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_ris_receives_omi_o23_when_configured(
-    test_ris: FakeRIS, celery_worker: Any, settings: Any
+    ris_server: FakeRIS, task_worker: Any, settings: Any
 ) -> None:
     settings.RIS_HL7_MESSAGE = "OMI^O23"
     step = make_step()
     services.mpps_create(sop_instance_uid=generate_uid(), ds=n_create_dataset(step))
-    (message,) = test_ris.wait_for(1)
+    (message,) = ris_server.wait_for(1)
     assert hl7_field(message, "MSH", 9) == "OMI^O23^OMI_O23"
     assert hl7_field(message, "IPC", 3) == step.procedure.study_instance_uid
     assert order_status_of_message(message) == "IP"
@@ -181,7 +181,7 @@ def test_the_ris_receives_omi_o23_when_configured(
 
 @pytest.mark.django_db(transaction=True)
 def test_it_retries_while_the_ris_is_down_and_sends_ip_before_cm_once_it_is_up(
-    ris_port: int, celery_worker: Any
+    ris_port: int, task_worker: Any
 ) -> None:
     step = make_step()
     order_id = step.procedure.order_id
@@ -212,11 +212,11 @@ def test_it_retries_while_the_ris_is_down_and_sends_ip_before_cm_once_it_is_up(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_retries_when_the_ris_answers_ae_or_ar(test_ris: FakeRIS, celery_worker: Any) -> None:
-    test_ris.answers = ["AE", "AR"]
+def test_it_retries_when_the_ris_answers_ae_or_ar(ris_server: FakeRIS, task_worker: Any) -> None:
+    ris_server.answers = ["AE", "AR"]
     step = make_step()
     services.mpps_create(sop_instance_uid=generate_uid(), ds=n_create_dataset(step))
-    received = test_ris.wait_for(3)
+    received = ris_server.wait_for(3)
     assert len({hl7_field(m, "MSH", 10) for m in received}) == 1  # the same message again
     wait_until(lambda: _messages(step.procedure.order_id)[0].state == OutboundState.SENT)
     message = _messages(step.procedure.order_id)[0]
