@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,45 +20,12 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from mpps import ris
-from mpps.models import OutboundAttempt, OutboundMessage
-from mpps.status import OrderStatus, OutboundState
+from mpps import ris, rules
+from mpps.models import OutboundAttempt, OutboundMessage, StepLink
+from mpps.status import OutboundState
 from worklist.models import Order, ScheduledProcedureStep
-from worklist.status import FINAL, SPSStatus
 
 logger = logging.getLogger(__name__)
-
-
-def order_status_of(step_statuses: Iterable[str], *, performed: bool) -> str | None:
-    """The ORC-5 an order's scheduled steps amount to, once any of them was performed.
-
-    IP while anything is started or still to do; when every step is final, CM if any
-    was completed, else DC.
-    """
-    statuses = list(step_statuses)
-    if not performed or not statuses:
-        return None
-    if all(s in FINAL for s in statuses):
-        return (
-            OrderStatus.COMPLETED if SPSStatus.COMPLETED in statuses else OrderStatus.DISCONTINUED
-        )
-    return OrderStatus.IN_PROCESS
-
-
-def statuses_to_queue(last_queued: list[str], wanted: str | None) -> list[str]:
-    """Which statuses to add after ``last_queued`` (oldest first) to reach ``wanted``.
-
-    Nothing when it is already the latest; an IP first when a CM or DC would be the
-    first status of the order (an MPPS linked after it finished); no IP once the order
-    was reported finished (an appended MPPS does not reopen it).
-    """
-    if wanted is None or (last_queued and last_queued[-1] == wanted):
-        return []
-    if wanted == OrderStatus.IN_PROCESS:
-        return [] if last_queued else [wanted]
-    if OrderStatus.IN_PROCESS not in last_queued:
-        return [OrderStatus.IN_PROCESS, wanted]
-    return [wanted]
 
 
 def order_info(order: Order) -> ris.OrderInfo:
@@ -129,15 +97,21 @@ def order_status_follow(order_ids: Iterable[int], *, mpps_id: int | None = None)
     if not settings.RIS_HL7_HOST:
         return
     for order in Order.objects.select_for_update().filter(pk__in=set(order_ids)).order_by("pk"):
-        steps = ScheduledProcedureStep.objects.filter(procedure__order=order)
-        performed = steps.filter(mpps_links__isnull=False).exists()
-        wanted = order_status_of(steps.values_list("status", flat=True), performed=performed)
+        performed: dict[int, list[str]] = defaultdict(list)
+        for step_id, mpps_status in StepLink.objects.filter(
+            step__procedure__order=order
+        ).values_list("step_id", "mpps__status"):
+            performed[step_id].append(mpps_status)
+        steps = ScheduledProcedureStep.objects.filter(procedure__order=order).values_list(
+            "pk", "status"
+        )
+        wanted = rules.order_status_of((status, performed[pk]) for pk, status in steps)
         queued = list(
             OutboundMessage.objects.filter(order=order)
             .order_by("sequence")
             .values_list("order_status", flat=True)
         )
-        new = statuses_to_queue(queued, wanted)
+        new = rules.statuses_to_queue(queued, wanted)
         if not new:
             continue
         top = OutboundMessage.objects.filter(order=order).aggregate(top=Max("sequence"))["top"]

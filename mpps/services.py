@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 
 from broker import events
 from mpps import dataset as mpps_dataset
-from mpps import outbox, validation
+from mpps import outbox, rules, validation
 from mpps.models import (
     PerformedInstance,
     PerformedProcedureStep,
@@ -30,19 +30,9 @@ from mpps.status import MPPSStatus
 from mpps.validation import Refusal
 from worklist.models import Order, ScheduledProcedureStep
 from worklist.services import step_set_status
-from worklist.status import SPSStatus
 
 logger = logging.getLogger(__name__)
 
-# Where a linked scheduled step may come from when its performed steps move it to a
-# new state. CANCELED (by the RIS) is never left; a DISCONTINUED step becomes COMPLETED
-# when another performed step for it completes (append case).
-_WAITING = (SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY)
-STEP_SOURCES: dict[str, tuple[str, ...]] = {
-    SPSStatus.STARTED: _WAITING,
-    SPSStatus.COMPLETED: (*_WAITING, SPSStatus.STARTED, SPSStatus.DISCONTINUED),
-    SPSStatus.DISCONTINUED: (*_WAITING, SPSStatus.STARTED),
-}
 # N-SETs racing on one instance: how often to re-read before giving up.
 _SET_RETRIES = 5
 
@@ -55,18 +45,6 @@ class Outcome:
     refusal: Refusal | None = None
 
 
-def step_target(mpps_statuses: Iterable[str]) -> str | None:
-    """The scheduled step state implied by the performed steps linked to it."""
-    statuses = set(mpps_statuses)
-    if not statuses:
-        return None
-    if MPPSStatus.IN_PROGRESS in statuses:
-        return SPSStatus.STARTED
-    if MPPSStatus.COMPLETED in statuses:
-        return SPSStatus.COMPLETED
-    return SPSStatus.DISCONTINUED
-
-
 def _steps_follow(step_ids: Iterable[int]) -> set[int]:
     """Move each step to the state its performed steps imply; return their order ids."""
     order_ids: set[int] = set()
@@ -75,10 +53,10 @@ def _steps_follow(step_ids: Iterable[int]) -> set[int]:
         statuses = PerformedProcedureStep.objects.filter(links__step=step).values_list(
             "status", flat=True
         )
-        target = step_target(statuses)
+        target = rules.step_target(statuses)
         if target is None:
             continue
-        step_set_status(step=step, new_status=target, expected=STEP_SOURCES[target])
+        step_set_status(step=step, new_status=target, expected=rules.STEP_SOURCES[target])
         order_ids.add(step.procedure.order_id)
     return order_ids
 

@@ -361,3 +361,26 @@ def test_two_simultaneous_n_creates_of_one_instance_let_exactly_one_in() -> None
     assert len(refusals) == 1
     assert refusals[0].status == status.DUPLICATE_SOP_INSTANCE
     assert PerformedProcedureStep.objects.filter(sop_instance_uid=uid).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_canceled_order_that_was_performed_anyway_is_reported_completed(settings: Any) -> None:
+    settings.RIS_HL7_HOST = "127.0.0.1"
+    step = make_step()
+    step_set_status(step=step, new_status=SPSStatus.CANCELED)
+    uid = generate_uid()
+    _create(n_create_dataset(step), uid)
+    services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
+    assert _status(step) == SPSStatus.CANCELED
+    assert _queued(step) == [(1, OrderStatus.IN_PROCESS), (2, OrderStatus.COMPLETED)]
+
+
+@pytest.mark.django_db
+def test_an_order_with_a_step_still_to_do_stays_in_process(settings: Any) -> None:
+    settings.RIS_HL7_HOST = "127.0.0.1"
+    first = make_step(sps_id="SPS1")
+    make_step(sps_id="SPS2", accession=first.procedure.order.accession_number)
+    uid = generate_uid()
+    _create(n_create_dataset(first), uid)
+    services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
+    assert _queued(first) == [(1, OrderStatus.IN_PROCESS)]
