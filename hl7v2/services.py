@@ -7,13 +7,23 @@ the transaction that stored (and applied) the message has committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, OperationalError, models, transaction
+from django.db import (
+    DataError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    models,
+    transaction,
+)
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
@@ -124,10 +134,21 @@ def message_reprocess(message_id: int, corrected_raw: bytes | None = None) -> Re
     return _with_retries(lambda: _process(raw, peer=message.peer, existing=message))
 
 
+# SQLite has one writer at a time (BEGIN IMMEDIATE). Queueing this process's threads on
+# a lock is fairer and much faster than SQLite's sleeping busy handler; other processes
+# still meet the busy timeout.
+_sqlite_writer = threading.Lock()
+
+
+def _writer_turn() -> AbstractContextManager[Any]:
+    return _sqlite_writer if connection.vendor == "sqlite" else contextlib.nullcontext()
+
+
 def _with_retries(work: Any) -> Reply:
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            reply: Reply = work()
+            with _writer_turn():
+                reply: Reply = work()
             return reply
         except OperationalError:
             if attempt == ATTEMPTS:
@@ -169,39 +190,36 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
         return _store(raw, peer, header, Outcome.ERROR, ErrorDetail.from_error(exc), existing)
     try:
         with transaction.atomic():
-            failure = _apply_in_savepoint(plan, header)
-            outcome = Outcome.ACCEPTED if failure is None else Outcome.ERROR
-            return _store(raw, peer, header, outcome, failure, existing)
-    except IntegrityError:
-        # Only the message row can fail here: a copy of this message was applied and
-        # committed by another connection meanwhile; this copy's changes are rolled back.
-        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
-
-
-def _apply_in_savepoint(
-    plan: mapping.OrderMessage | mapping.AdtMessage, header: Header
-) -> ErrorDetail | None:
-    try:
-        with transaction.atomic():
             if isinstance(plan, mapping.AdtMessage):
                 _apply_adt(plan)
             else:
                 _apply_order(plan, header)
+            return _store(raw, peer, header, Outcome.ACCEPTED, None, existing)
+    except _AlreadyApplied:
+        # A copy of this message was applied and committed by another connection
+        # meanwhile; this copy's changes were rolled back.
+        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+    except OperationalError:
+        raise  # retried by _with_retries
     except MappingError as exc:
-        return ErrorDetail.from_error(exc)
+        failure = ErrorDetail.from_error(exc)
     except worklist.DomainError as exc:
-        return ErrorDetail(str(exc), code=APPLICATION_INTERNAL_ERROR)
+        failure = ErrorDetail(str(exc), code=APPLICATION_INTERNAL_ERROR)
     except (IntegrityError, DataError) as exc:
         logger.warning(
             "HL7 %s %s: database refused: %s", header.message_type, header.control_id, exc
         )
-        return ErrorDetail(f"database refused the values: {type(exc).__name__}")
-    except OperationalError:
-        raise
+        failure = ErrorDetail(f"database refused the values: {type(exc).__name__}")
     except Exception as exc:  # a bug must not kill the connection; it is stored and ACKed
         logger.exception("HL7 %s %s: internal error", header.message_type, header.control_id)
-        return ErrorDetail(f"internal error ({type(exc).__name__})")
-    return None
+        failure = ErrorDetail(f"internal error ({type(exc).__name__})")
+    # Everything the message applied was rolled back with its transaction; the message
+    # is stored with its error in a transaction of its own.
+    return _store(raw, peer, header, Outcome.ERROR, failure, existing)
+
+
+class _AlreadyApplied(Exception):
+    """The "applied once" constraint refused the message row."""
 
 
 def _type_key(header: Header) -> tuple[str, str]:
@@ -268,18 +286,22 @@ def _store(
         "ack": ack,
         "processed_at": now,
     }
-    with transaction.atomic():
-        if existing is None:
-            message = InboundMessage.objects.create(**values)
-        else:
-            message = existing
-            if bytes(existing.raw) != raw and existing.original_raw is None:
-                message.original_raw = bytes(existing.raw)
-            for name, value in values.items():
-                if name != "peer":
-                    setattr(message, name, value)
-            message.reprocessed_at = now
-            message.save()
+    # No savepoint: a refused row must roll back the whole message with it.
+    with transaction.atomic(savepoint=False):
+        try:
+            if existing is None:
+                message = InboundMessage.objects.create(**values)
+            else:
+                message = existing
+                if bytes(existing.raw) != raw and existing.original_raw is None:
+                    message.original_raw = bytes(existing.raw)
+                for name, value in values.items():
+                    if name != "peer":
+                        setattr(message, name, value)
+                message.reprocessed_at = now
+                message.save()
+        except IntegrityError as exc:
+            raise _AlreadyApplied from exc
         events.publish(events.hl7_message_processed, message_id=message.pk, outcome=outcome)
     where = f" ({error.code} {error.summary().split(':')[0]})" if error and error.segment else ""
     logger.info(
@@ -346,9 +368,11 @@ def _check_keys(step: mapping.StepUpdate, procedure_id: str, sps_id: str) -> Non
 
 def _schedule(step: mapping.StepUpdate, patient: Patient | None, header: Header) -> None:
     """NW / XO: create or update the order, its requested procedure and the step."""
-    order = Order.objects.filter(
-        accession_number=step.accession_number, accession_issuer=""
-    ).first()
+    order = None
+    if step.order_control == mapping.ORDER_CONTROL_CHANGE or patient is None:
+        order = Order.objects.filter(
+            accession_number=step.accession_number, accession_issuer=""
+        ).first()
     if order is None and step.order_control == mapping.ORDER_CONTROL_CHANGE:
         raise MappingError(
             f"unknown order: no order with Accession Number {step.accession_number}",
@@ -371,17 +395,18 @@ def _schedule(step: mapping.StepUpdate, patient: Patient | None, header: Header)
     sps_id = step.sps_id or procedure_id
     _check_keys(step, procedure_id, sps_id)
     order_fields = {**step.order_fields, "placer_application": placer_application(header)}
-    order, _ = worklist.order_upsert(
+    order, order_created = worklist.order_upsert(
         patient=patient,
         accession_number=step.accession_number,
         fields=_fit(Order, order_fields),
     )
-    uid = step.study_instance_uid or _existing_or_new_uid(order, procedure_id, step)
+    uid = step.study_instance_uid or _existing_or_new_uid(order, procedure_id, step, order_created)
     procedure = worklist.procedure_upsert(
         order=order,
         requested_procedure_id=procedure_id,
         study_instance_uid=uid,
         fields=_fit(RequestedProcedure, step.procedure_fields),
+        parent_created=order_created,
     )
     step_fields = dict(step.step_fields)
     titles = _station(step, step_fields, procedure, sps_id)
@@ -390,12 +415,17 @@ def _schedule(step: mapping.StepUpdate, patient: Patient | None, header: Header)
         sps_id=sps_id,
         fields=_fit(ScheduledProcedureStep, step_fields),
         station_ae_titles=titles,
+        parent_created=order_created,
     )
 
 
-def _existing_or_new_uid(order: Order, procedure_id: str, step: mapping.StepUpdate) -> str:
+def _existing_or_new_uid(
+    order: Order, procedure_id: str, step: mapping.StepUpdate, order_created: bool
+) -> str:
     existing = (
-        RequestedProcedure.objects.filter(order=order, requested_procedure_id=procedure_id)
+        None
+        if order_created
+        else RequestedProcedure.objects.filter(order=order, requested_procedure_id=procedure_id)
         .values_list("study_instance_uid", flat=True)
         .first()
     )

@@ -2,7 +2,11 @@
 goes through here, so that events are published once and after commit.
 
 Field maps: a key that is absent leaves the stored value unchanged; a key present with
-``None`` or ``""`` clears it (HL7's ``""``). Callers (HL7 intake, the worklist importer,
+``None`` or ``""`` clears it (HL7's ``""``).
+
+The four upserts open no savepoint of their own (HL7 intake calls them many times per
+message, and each savepoint is two round trips): when one raises inside a caller's
+transaction, that transaction can only be rolled back, not continued. Callers (HL7 intake, the worklist importer,
 the admin, MPPS) convert their input into these maps.
 """
 
@@ -53,23 +57,33 @@ def _apply(instance: models.Model, fields: Mapping[str, Any]) -> bool:
 
 
 def _get_or_create(
-    model: type[M], lookup: Mapping[str, Any], defaults: Mapping[str, Any]
+    model: type[M],
+    lookup: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    *,
+    parent_created: bool = False,
 ) -> tuple[M, bool]:
     """get_or_create that survives a concurrent insert of the same unique key.
 
     Two connections may both miss the row and both insert; the unique constraint lets
     one win, and the loser reads the winner's row instead of creating a duplicate.
+    Django's get_or_create does exactly that: the INSERT runs in a savepoint, and on
+    IntegrityError it reads the row again (under READ COMMITTED it sees the winner's
+    committed row). The caller must be inside a transaction for the row lock to last.
     """
-    try:
-        with transaction.atomic():
-            return model._default_manager.select_for_update().get_or_create(
-                **lookup, defaults=dict(defaults)
-            )
-    except IntegrityError:
-        return model._default_manager.select_for_update().get(**lookup), False
+    if parent_created:
+        # The parent row was inserted by this very transaction: nobody else can see it,
+        # so no child can exist under it yet and nobody else can insert one. One INSERT
+        # instead of SELECT + SAVEPOINT + INSERT + RELEASE.
+        instance = model(**lookup, **defaults)
+        instance.save(force_insert=True)
+        return instance, True
+    return model._default_manager.select_for_update().get_or_create(
+        **lookup, defaults=dict(defaults)
+    )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def patient_upsert(*, patient_id: str, issuer: str = "", fields: Mapping[str, Any]) -> Patient:
     """Create the patient or update the given demographics; follows merges."""
     if not patient_id:
@@ -104,7 +118,7 @@ def patient_current(patient: Patient) -> Patient:
     return patient
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def order_upsert(
     *,
     patient: Patient,
@@ -131,20 +145,28 @@ def order_upsert(
     return order, created
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def procedure_upsert(
     *,
     order: Order,
     requested_procedure_id: str,
     study_instance_uid: str,
     fields: Mapping[str, Any],
+    parent_created: bool = False,
 ) -> RequestedProcedure:
+    """Create or update a requested procedure.
+
+    ``parent_created``: the caller created ``order`` in the current transaction (a
+    shortcut for bulk intake; the procedure is then certainly new).
+    """
     if not requested_procedure_id:
         raise DomainError("Requested Procedure ID is empty")
-    existing = RequestedProcedure.objects.filter(study_instance_uid=study_instance_uid).first()
-    if existing is not None and (
-        existing.order_id != order.pk or existing.requested_procedure_id != requested_procedure_id
-    ):
+    existing = (
+        RequestedProcedure.objects.filter(study_instance_uid=study_instance_uid)
+        .values_list("order_id", "requested_procedure_id")
+        .first()
+    )
+    if existing is not None and existing != (order.pk, requested_procedure_id):
         raise DomainError(
             f"Study Instance UID {study_instance_uid} already belongs to another procedure"
         )
@@ -152,6 +174,7 @@ def procedure_upsert(
         RequestedProcedure,
         {"order": order, "requested_procedure_id": requested_procedure_id},
         {"study_instance_uid": study_instance_uid, **_creatable(RequestedProcedure, fields)},
+        parent_created=parent_created,
     )
     if not created:
         changed = _apply(procedure, fields)
@@ -163,15 +186,19 @@ def procedure_upsert(
     return procedure
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def step_upsert(
     *,
     procedure: RequestedProcedure,
     sps_id: str,
     fields: Mapping[str, Any],
     station_ae_titles: Iterable[str] | None = None,
+    parent_created: bool = False,
 ) -> ScheduledProcedureStep:
-    """Create or update a scheduled step. ``station_ae_titles=None`` leaves them as they are."""
+    """Create or update a scheduled step. ``station_ae_titles=None`` leaves them as they are.
+
+    ``parent_created``: the caller created ``procedure`` in the current transaction.
+    """
     if not sps_id:
         raise DomainError("Scheduled Procedure Step ID is empty")
     fields = dict(fields)
@@ -180,6 +207,7 @@ def step_upsert(
         ScheduledProcedureStep,
         {"procedure": procedure, "sps_id": sps_id},
         _creatable(ScheduledProcedureStep, {**fields, "status": new_status or SPSStatus.SCHEDULED}),
+        parent_created=parent_created,
     )
     if created:
         events.publish(
@@ -198,8 +226,10 @@ def step_upsert(
             )
     if station_ae_titles is not None:
         titles = list(dict.fromkeys(t for t in station_ae_titles if t))
-        step.station_ae_titles.exclude(ae_title__in=titles).delete()
-        have = set(step.station_ae_titles.values_list("ae_title", flat=True))
+        have: set[str] = set()
+        if not created:
+            step.station_ae_titles.exclude(ae_title__in=titles).delete()
+            have = set(step.station_ae_titles.values_list("ae_title", flat=True))
         StationAETitle.objects.bulk_create(
             [StationAETitle(step=step, ae_title=t) for t in titles if t not in have]
         )
