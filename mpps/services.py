@@ -142,6 +142,8 @@ def _follow_up(mpps: PerformedProcedureStep, step_ids: Iterable[int]) -> None:
 
 def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "") -> Outcome:
     """Apply an N-CREATE: check it, store it, link it, move the steps, queue the status."""
+    if not validation.is_uid(sop_instance_uid):
+        return Outcome(refusal=validation.invalid_instance(sop_instance_uid))
     refusal = validation.check_create(ds)
     if refusal is not None:
         return Outcome(refusal=refusal)

@@ -137,6 +137,10 @@ def duplicate_instance(uid: str) -> Refusal:
     return Refusal(status.DUPLICATE_SOP_INSTANCE, f"SOP Instance {uid} exists"[:64])
 
 
+def invalid_instance(uid: str) -> Refusal:
+    return Refusal(status.INVALID_OBJECT_INSTANCE, f"not a valid SOP Instance UID: {uid}"[:64])
+
+
 def unknown_instance(uid: str) -> Refusal:
     return Refusal(status.NO_SUCH_SOP_INSTANCE, f"no SOP Instance {uid}"[:64])
 

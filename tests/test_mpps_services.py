@@ -384,3 +384,10 @@ def test_an_order_with_a_step_still_to_do_stays_in_process(settings: Any) -> Non
     _create(n_create_dataset(first), uid)
     services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
     assert _queued(first) == [(1, OrderStatus.IN_PROCESS)]
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_instance_uid_that_is_not_a_uid_with_0x0117() -> None:
+    outcome = _create(n_create_dataset(make_step()), uid="1." + "2" * 70)
+    assert outcome.refusal is not None
+    assert outcome.refusal.status == status.INVALID_OBJECT_INSTANCE

@@ -35,3 +35,5 @@ UNABLE_TO_PROCESS_INTERNAL_ERROR = 0xC004
 # Sent after MWL_MAX_ANSWERS pending answers when more entries match (0xA700, "Refused:
 # Out of Resources", with an Error Comment): the scanner should narrow its query.
 TOO_MANY_MATCHES = OUT_OF_RESOURCES
+# N-CREATE with an Affected SOP Instance UID that is not a valid UID (PS3.7 C.4).
+INVALID_OBJECT_INSTANCE = 0x0117
