@@ -42,7 +42,7 @@ from pynetdicom import AE  # noqa: E402
 
 from mpps.dimse import MPPS_SOP_CLASS  # noqa: E402
 from mpps.models import PerformedProcedureStep  # noqa: E402
-from tests.fixtures_mpps import n_create_dataset, n_set_dataset  # noqa: E402
+from tests.fixtures_mpps import keep_responses, n_create_dataset, n_set_dataset  # noqa: E402
 from worklist.models import ScheduledProcedureStep  # noqa: E402
 from worklist.services import (  # noqa: E402
     order_upsert,
@@ -91,15 +91,16 @@ def perform(port: int, steps: list[ScheduledProcedureStep], failures: list[str])
     if not assoc.is_established:
         failures.append("association refused")
         return
+    keep_responses(assoc)
     try:
         for step in steps:
             uid = generate_uid()
             rsp, _ = assoc.send_n_create(n_create_dataset(step), MPPS_SOP_CLASS, uid)
-            if rsp is None or rsp.Status != 0:
+            if getattr(rsp, "Status", None) != 0:
                 failures.append(f"N-CREATE {getattr(rsp, 'Status', None)}")
                 continue
             rsp = assoc.send_n_set(n_set_dataset(), MPPS_SOP_CLASS, uid)[0]
-            if rsp is None or rsp.Status != 0:
+            if getattr(rsp, "Status", None) != 0:
                 failures.append(f"N-SET {getattr(rsp, 'Status', None)}")
     finally:
         assoc.release()

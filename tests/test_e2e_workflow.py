@@ -18,7 +18,13 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 from broker.dicom import status
 from mpps.dimse import MPPS_SOP_CLASS
 from tests.fixtures_hl7 import MLLPClient, RunningListener, msa
-from tests.fixtures_mpps import FakeRIS, hl7_field, n_set_dataset, order_status_of_message
+from tests.fixtures_mpps import (
+    FakeRIS,
+    hl7_field,
+    keep_responses,
+    n_set_dataset,
+    order_status_of_message,
+)
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.424242"
 ORDER = (
@@ -129,6 +135,7 @@ def test_an_order_from_hl7_is_found_performed_and_reported_to_the_ris_as_ip_then
     ae.add_requested_context(MPPS_SOP_CLASS)
     assoc = ae.associate("127.0.0.1", dicom_server, ae_title=settings.BROKER_AE_TITLE)
     assert assoc.is_established
+    keep_responses(assoc)
     try:
         (answer,) = _find(assoc)
         assert answer.AccessionNumber == "E2EACC"

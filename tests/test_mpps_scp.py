@@ -17,7 +17,7 @@ from pynetdicom.association import Association
 from broker.dicom import status
 from mpps.dimse import MPPS_SOP_CLASS
 from mpps.models import PerformedProcedureStep
-from tests.fixtures_mpps import make_step, n_create_dataset, n_set_dataset
+from tests.fixtures_mpps import keep_responses, make_step, n_create_dataset, n_set_dataset
 from worklist.status import SPSStatus
 
 
@@ -26,7 +26,7 @@ def _associate(port: int) -> Association:
     ae.add_requested_context(MPPS_SOP_CLASS)
     assoc = ae.associate("127.0.0.1", port, ae_title=settings.BROKER_AE_TITLE)
     assert assoc.is_established
-    return assoc
+    return keep_responses(assoc)
 
 
 @pytest.fixture
