@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,14 +47,21 @@ class ListenerOptions:
         )
 
 
+# Each worker thread keeps its database connection between messages (CONN_MAX_AGE);
+# checking it costs a round trip (CONN_HEALTH_CHECKS), so it is checked at most this
+# often. A connection that fails meanwhile is replaced by the services' retry.
+CONNECTION_CHECK_INTERVAL = 1.0
+_thread_state = threading.local()
+
+
 def _receive_in_thread(item: bytes | Oversized, peer: str, max_size: int) -> bytes:
-    close_old_connections()
-    try:
-        if isinstance(item, Oversized):
-            return message_oversized(item.head, item.size, max_size, peer=peer).ack
-        return message_receive(item, peer=peer).ack
-    finally:
+    now = time.monotonic()
+    if now - getattr(_thread_state, "checked", 0.0) > CONNECTION_CHECK_INTERVAL:
         close_old_connections()
+        _thread_state.checked = now
+    if isinstance(item, Oversized):
+        return message_oversized(item.head, item.size, max_size, peer=peer).ack
+    return message_receive(item, peer=peer).ack
 
 
 class Listener:
@@ -79,6 +88,11 @@ class Listener:
         self.connections += 1
         try:
             await self._serve(reader, writer, peer)
+        except asyncio.CancelledError:
+            # The listener is stopping. Ending quietly here keeps asyncio from logging
+            # the cancelled handler as an error; a message in flight got no ACK, so the
+            # sender sends it again and the duplicate check answers it.
+            pass
         finally:
             self.connections -= 1
 

@@ -20,6 +20,7 @@ from django.db import (
     DataError,
     IntegrityError,
     OperationalError,
+    close_old_connections,
     connection,
     models,
     transaction,
@@ -150,10 +151,15 @@ def _with_retries(work: Any) -> Reply:
             with _writer_turn():
                 reply: Reply = work()
             return reply
-        except OperationalError:
-            if attempt == ATTEMPTS:
+        except OperationalError as exc:
+            if attempt == ATTEMPTS or connection.in_atomic_block:
                 raise
-            logger.warning("HL7 database busy or deadlock, attempt %d; retrying", attempt)
+            logger.warning(
+                "HL7 database busy, deadlock or connection lost (%s), attempt %d; retrying",
+                type(exc).__name__,
+                attempt,
+            )
+            close_old_connections()  # drops a broken connection; the retry opens a new one
             time.sleep(RETRY_DELAY * attempt)
     raise AssertionError("unreachable")
 
@@ -206,8 +212,12 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     except worklist.DomainError as exc:
         failure = ErrorDetail(str(exc), code=APPLICATION_INTERNAL_ERROR)
     except (IntegrityError, DataError) as exc:
+        # The database's text may quote patient data: only its kind is logged.
         logger.warning(
-            "HL7 %s %s: database refused: %s", header.message_type, header.control_id, exc
+            "HL7 %s %s: database refused the values (%s)",
+            header.message_type,
+            header.control_id,
+            type(exc).__name__,
         )
         failure = ErrorDetail(f"database refused the values: {type(exc).__name__}")
     except Exception as exc:  # a bug must not kill the connection; it is stored and ACKed

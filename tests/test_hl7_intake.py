@@ -321,3 +321,18 @@ def test_concurrent_copies_of_one_message_are_applied_once() -> None:
     assert sorted(outcomes).count(Outcome.DUPLICATE) == 3
     assert ScheduledProcedureStep.objects.count() == 1
     assert InboundMessage.objects.count() == 4
+
+
+@db
+def test_failed_messages_are_listed_for_the_operator() -> None:
+    from hl7v2.selectors import messages_failed
+
+    send(orm(control_id="OK1"))
+    send(orm(control_id="BAD1", obr={18: ""}))
+    send(orm(control_id="BAD2").replace("ORM^O01", "ORU^R01"))
+    failed = list(messages_failed())
+    assert [(m.control_id, m.outcome) for m in failed] == [
+        ("BAD2", Outcome.REJECTED),
+        ("BAD1", Outcome.ERROR),
+    ]
+    assert "OBR-18" in failed[1].error
