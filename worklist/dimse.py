@@ -124,7 +124,9 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
             little_endian=transfer_syntax.is_little_endian,
         )
     except QueryError as exc:
-        logger.info("C-FIND from %s refused: %s", calling_ae, exc.comment)
+        # The comment may quote a query value (a birth date): it goes to the peer only.
+        where = "identifier" if exc.tag is None else f"({exc.tag >> 16:04X},{exc.tag & 0xFFFF:04X})"
+        logger.info("C-FIND from %s refused with 0x%04X at %s", calling_ae, exc.status, where)
         yield failure(exc.status, exc.comment, exc.tag), None
         return
     except DatabaseError:
@@ -151,15 +153,31 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
     try:
         for row in result.rows:
             if sent and sent % CANCEL_CHECK_EVERY == 0:
+                if sender is not None:
+                    sender.flush()
                 net.let_peer_speak(assoc, settings.DICOM_DIMSE_TIMEOUT)
             if event.is_cancelled:
+                if sender is not None:
+                    sender.flush()
                 logger.info("C-FIND from %s cancelled after %d answers", calling_ae, sent)
                 outcome.count(assoc, "answers", sent)
                 yield status.CANCEL, None
                 return
             if sender is None or not sender.send(builder.encode(row, stations)):
+                if sender is not None:
+                    sender.flush()
                 yield pending, builder.dataset(row, stations)
             sent += 1
+        if sender is not None:
+            sender.flush()
+    except OSError as exc:
+        # A half-written PDU leaves the stream unusable: abort.
+        logger.warning(
+            "C-FIND from %s: connection lost after %d answers: %s", calling_ae, sent, exc
+        )
+        outcome.count(assoc, "answers", sent)
+        assoc.abort()
+        return
     except Exception:
         logger.exception("C-FIND from %s: cannot build an answer", calling_ae)
         outcome.count(assoc, "answers", sent)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -47,6 +47,17 @@ UTF8 = "ISO_IR 192"
 _CHARSET_TAG = BaseTag(0x00080005)
 
 
+# Explicit VR: these VRs have a 2-byte reserved field and a 4-byte length.
+_LONG_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+)
+_ITEM = struct.pack("<HH", 0xFFFE, 0xE000)
+
+
+_PACK_I = struct.Struct("<I").pack
+_PACK_H = struct.Struct("<H").pack
+
+
 @dataclass
 class Node:
     """One requested attribute; ``attr`` is None for a key the broker does not know."""
@@ -56,9 +67,22 @@ class Node:
     attr: Attr | None
     children: list[Node] = field(default_factory=list)
     btag: BaseTag = field(init=False)
+    # The start of the element in each VR encoding; the length follows.
+    implicit_prefix: bytes = field(init=False)
+    explicit_prefix: bytes = field(init=False)
+    long_length: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.btag = BaseTag(self.tag)
+        self.children.sort(key=lambda node: node.tag)
+        group_element = struct.pack("<HH", self.tag >> 16, self.tag & 0xFFFF)
+        self.implicit_prefix = group_element
+        self.long_length = self.vr in _LONG_VRS
+        vr = self.vr.encode("ascii") if len(self.vr) == 2 else b"UN"
+        self.explicit_prefix = group_element + vr + (b"\x00\x00" if self.long_length else b"")
+
+
+_CHARSET_NODE = Node(0x00080005, "CS", None)
 
 
 @dataclass
@@ -105,7 +129,7 @@ def _nodes(dataset: Dataset, known: dict[int, Attr], unsupported: list[int]) -> 
 
 def return_keys(identifier: Dataset) -> ReturnKeys:
     unsupported: list[int] = []
-    nodes = _nodes(identifier, TOP_BY_TAG, unsupported)
+    nodes = sorted(_nodes(identifier, TOP_BY_TAG, unsupported), key=lambda node: node.tag)
     return ReturnKeys(nodes=nodes, unsupported=sorted(set(unsupported)))
 
 
@@ -133,6 +157,11 @@ def dicom_text(value: Any) -> str:
 # A value tree before encoding: (node, text) for a leaf, (node, [items]) for a sequence,
 # where an item is a list of such entries.
 _Entry = tuple[Node, Any]
+_Getter = Callable[[tuple[Any, ...], dict[int, list[str]]], Any]
+
+
+def _run(plan: list[tuple[Node, _Getter]], row: tuple[Any, ...], stations: Any) -> list[_Entry]:
+    return [(node, get(row, stations)) for node, get in plan]
 
 
 class ResponseBuilder:
@@ -146,6 +175,13 @@ class ResponseBuilder:
         self.needs_stations = False
         self._collect(keys.nodes)
         self._index = {c: i for i, c in enumerate(self.columns)}
+        self._top_plan = self._plan(keys.nodes)
+        # Specific Character Set goes first unless a smaller tag was requested.
+        self._charset_first = all(node.tag > _CHARSET_NODE.tag for node in keys.nodes)
+        self._charset_elements = {
+            charset: _encode_entries([(_CHARSET_NODE, charset)], "ascii", implicit_vr)
+            for charset in (LATIN1, UTF8)
+        }
 
     def _column(self, name: str) -> None:
         if name and name not in self.columns:
@@ -193,41 +229,39 @@ class ResponseBuilder:
 
     # -- building --
 
-    def _leaf_text(self, attr: Attr, row: tuple[Any, ...], stations: dict[int, list[str]]) -> str:
+    def _getter(self, node: Node) -> _Getter:
+        """How to get the value of ``node`` from a row: decided once per query."""
+        attr = node.attr
+        if attr is None or attr.source is Source.EMPTY:
+            empty: Any = [] if node.vr == "SQ" else ""
+            return lambda row, stations: empty
         if attr.source is Source.STATIONS:
-            return "\\".join(stations.get(row[0], ()))
-        if attr.source is Source.EMPTY or not attr.column:
-            return ""
-        return dicom_text(row[self._index[attr.column]])
+            return lambda row, stations: "\\".join(stations.get(row[0], ()))
+        if attr.source is Source.SPS_ITEM:
+            plan = self._plan(node.children)
+            return lambda row, stations: [_run(plan, row, stations)]
+        index = self._index[attr.column] if attr.column else -1
+        if attr.source is Source.CODE_ITEM:
+            plan = self._plan(node.children)
+            return lambda row, stations: [_run(plan, row, stations)] if row[index] else []
+        if attr.source is Source.JSON_ITEMS:
+            children = node.children
+            return lambda row, stations: [
+                _json_item(children, item) for item in row[index] or [] if isinstance(item, dict)
+            ]
+        if attr.vr == "US":
+            return lambda row, stations: row[index]
+        if attr.vr in ("DA", "TM", "DS"):
+            return lambda row, stations: dicom_text(row[index])
+        return lambda row, stations: row[index] or ""
+
+    def _plan(self, nodes: Sequence[Node]) -> list[tuple[Node, _Getter]]:
+        return [(node, self._getter(node)) for node in nodes]
 
     def _entries(
         self, nodes: Sequence[Node], row: tuple[Any, ...], stations: dict[int, list[str]]
     ) -> list[_Entry]:
-        entries: list[_Entry] = []
-        for node in nodes:
-            attr = node.attr
-            if attr is None:
-                entries.append((node, [] if node.vr == "SQ" else ""))
-            elif not attr.is_sequence:
-                if attr.vr == "US":
-                    entries.append((node, row[self._index[attr.column]]))
-                else:
-                    entries.append((node, self._leaf_text(attr, row, stations)))
-            elif attr.source is Source.SPS_ITEM:
-                entries.append((node, [self._entries(node.children, row, stations)]))
-            elif attr.source is Source.CODE_ITEM:
-                has_code = bool(row[self._index[attr.column]])
-                items = [self._entries(node.children, row, stations)] if has_code else []
-                entries.append((node, items))
-            elif attr.source is Source.JSON_ITEMS:
-                value = row[self._index[attr.column]] or []
-                items = [
-                    _json_item(node.children, item) for item in value if isinstance(item, dict)
-                ]
-                entries.append((node, items))
-            else:
-                entries.append((node, []))
-        return entries
+        return _run(self._top_plan, row, stations)
 
     def dataset(self, row: tuple[Any, ...], stations: dict[int, list[str]]) -> Dataset:
         entries = self._entries(self.keys.nodes, row, stations)
@@ -279,47 +313,46 @@ class ResponseBuilder:
         if not self.little_endian:
             raise ValueError("direct encoding is for Little Endian transfer syntaxes only")
         entries = self._entries(self.keys.nodes, row, stations)
+        if self._charset_first:
+            # Latin-1 when every value fits, else UTF-8; the first failure decides.
+            try:
+                body = _encode_entries(entries, "latin-1", self.implicit_vr)
+                charset = LATIN1
+            except UnicodeEncodeError:
+                body = _encode_entries(entries, "utf-8", self.implicit_vr)
+                charset = UTF8
+            return self._charset_elements[charset] + body
         charset = LATIN1 if _fits_latin1(entries) else UTF8
         codec = "latin-1" if charset == LATIN1 else "utf-8"
-        charset_entry: _Entry = (_CHARSET_NODE, charset)
-        return _encode_entries([charset_entry, *entries], codec, self.implicit_vr)
-
-
-_CHARSET_NODE = Node(0x00080005, "CS", None)
-# Explicit VR: these VRs have a 2-byte reserved field and a 4-byte length.
-_LONG_VRS = frozenset(
-    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-)
-_ITEM = struct.pack("<HH", 0xFFFE, 0xE000)
-
-
-def _element_header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
-    if implicit:
-        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, length)
-    if vr in _LONG_VRS:
-        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, length)
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
+        merged = sorted([(_CHARSET_NODE, charset), *entries], key=lambda entry: entry[0].tag)
+        return _encode_entries(merged, codec, self.implicit_vr)
 
 
 def _encode_entries(entries: list[_Entry], codec: str, implicit: bool) -> bytes:
-    """Elements in tag order, Little Endian, defined lengths."""
+    """Elements in the given (tag) order, Little Endian, defined lengths."""
     parts: list[bytes] = []
-    for node, value in sorted(entries, key=lambda entry: entry[0].tag):
+    append = parts.append
+    for node, value in entries:
         vr = node.vr
         if vr == "SQ":
             items = []
             for item_entries in value:
                 body = _encode_entries(item_entries, codec, implicit)
-                items.append(_ITEM + struct.pack("<I", len(body)) + body)
+                items.append(_ITEM + _PACK_I(len(body)) + body)
             data = b"".join(items)
         elif vr == "US":
-            data = b"" if value is None or value == "" else struct.pack("<H", int(value))
+            data = b"" if value is None or value == "" else _PACK_H(int(value))
         else:
             data = value.encode(codec)
             if len(data) % 2:
                 data += b"\x00" if vr == "UI" else b" "
-        parts.append(_element_header(node.tag, vr, len(data), implicit))
-        parts.append(data)
+        if implicit:
+            append(node.implicit_prefix + _PACK_I(len(data)))
+        elif node.long_length:
+            append(node.explicit_prefix + _PACK_I(len(data)))
+        else:
+            append(node.explicit_prefix + _PACK_H(len(data)))
+        append(data)
     return b"".join(parts)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+import struct
 import time
 from io import BytesIO
 from typing import Any
@@ -56,11 +58,7 @@ def let_peer_speak(assoc: Any, timeout: float = 30.0) -> None:
     answers, this lets the DUL drain its queue and read what the peer sent (it also
     bounds the memory of a large answer).
     """
-    dul = assoc.dul
-    pending = dul.to_provider_queue.queue
-    deadline = time.monotonic() + timeout
-    while pending and assoc.is_established and time.monotonic() < deadline:
-        time.sleep(0.0002)
+    _wait_until_sent(assoc, timeout)
     # One more DUL loop: with its queue empty it reads the socket.
     time.sleep(0.0005)
 
@@ -69,12 +67,20 @@ class PendingSender:
     """Sends C-FIND pending responses whose identifiers are already encoded.
 
     pynetdicom encodes every response twice over in Python (the identifier Dataset, then
-    a command Dataset and the fragments), which costs far more than finding the answer.
-    Here the command set of a pending response is encoded once per request (by
-    pynetdicom), and each answer goes to the DUL as one P-DATA-TF PDU holding two PDVs:
-    command and identifier. The DUL's queue keeps the order with whatever pynetdicom
-    sends itself (the final status).
+    a command Dataset and its fragments) and hands each PDU to its DUL thread, which
+    costs far more than finding the answer. Here the command set of a pending response
+    is encoded once per request (by pynetdicom), and each answer is one P-DATA-TF PDU
+    holding two PDVs, command and identifier.
+
+    On a plain TCP socket the PDUs are written by the association thread itself, many
+    to a ``sendall``, once the DUL has nothing queued: the DUL only ever sends what is
+    queued, and pynetdicom queues nothing for this association while its handler runs.
+    On TLS, where two threads must not use one SSL connection at once, each PDU goes
+    through the DUL's queue instead. :meth:`flush` must run before the handler yields
+    or returns, so that pynetdicom's own responses follow the answers.
     """
+
+    BUFFER_BYTES = 64 * 1024
 
     def __init__(self, assoc: Any, context_id: int, request: Any, status: int) -> None:
         response = C_FIND()
@@ -92,14 +98,53 @@ class PendingSender:
         self.context_id = context_id
         # The peer's maximum P-DATA-TF variable field length (0: no limit).
         self.max_length = int(assoc.requestor.maximum_length or 0)
+        raw = getattr(assoc.dul.socket, "socket", None)
+        self._raw: socket.socket | None = (
+            raw if isinstance(raw, socket.socket) and not isinstance(raw, ssl.SSLSocket) else None
+        )
+        # PDV item: length (4 bytes, big endian), context ID, message control header.
+        self._command_pdv = _PDV_HEADER(len(self.command) + 2, context_id, 0x03) + self.command
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._dul_drained = False
 
     def send(self, identifier: bytes) -> bool:
-        """Queue one answer; False if it does not fit one PDU (send it the usual way)."""
+        """Send one answer; False if it does not fit one PDU (send it the usual way)."""
         length = 12 + len(self.command) + len(identifier)
         if self.max_length and length > self.max_length:
             return False
-        pdata = P_DATA()
-        pdata.presentation_data_value_list.append((self.context_id, b"\x03" + self.command))
-        pdata.presentation_data_value_list.append((self.context_id, b"\x02" + identifier))
-        self.assoc.dul.send_pdu(pdata)
+        if self._raw is None:
+            pdata = P_DATA()
+            pdata.presentation_data_value_list.append((self.context_id, b"\x03" + self.command))
+            pdata.presentation_data_value_list.append((self.context_id, b"\x02" + identifier))
+            self.assoc.dul.send_pdu(pdata)
+            return True
+        if not self._dul_drained:
+            _wait_until_sent(self.assoc, 30.0)
+            self._dul_drained = True
+        data_pdv = _PDV_HEADER(len(identifier) + 2, self.context_id, 0x02) + identifier
+        pdu = _PDU_HEADER(0x04, 0, len(self._command_pdv) + len(data_pdv))
+        self._buffer += (pdu, self._command_pdv, data_pdv)
+        self._buffered += len(pdu) + len(self._command_pdv) + len(data_pdv)
+        if self._buffered >= self.BUFFER_BYTES:
+            self.flush()
         return True
+
+    def flush(self) -> None:
+        """Write what is buffered (raises OSError if the peer has gone)."""
+        if self._raw is not None and self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            self._raw.sendall(data)
+
+
+_PDV_HEADER = struct.Struct(">IBB").pack
+_PDU_HEADER = struct.Struct(">BBI").pack
+
+
+def _wait_until_sent(assoc: Any, timeout: float) -> None:
+    pending = assoc.dul.to_provider_queue.queue
+    deadline = time.monotonic() + timeout
+    while pending and assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.0002)
