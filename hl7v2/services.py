@@ -55,7 +55,7 @@ from worklist.models import (
     RequestedProcedure,
     ScheduledProcedureStep,
 )
-from worklist.status import DeviceRole
+from worklist.status import FINAL, DeviceRole, SPSStatus
 
 logger = logging.getLogger(__name__)
 
@@ -419,6 +419,16 @@ def _schedule(step: mapping.StepUpdate, patient: Patient | None, header: Header)
         parent_created=order_created,
     )
     step_fields = dict(step.step_fields)
+    if not order_created and step_fields.get("status") == SPSStatus.SCHEDULED:
+        current = (
+            ScheduledProcedureStep.objects.filter(procedure=procedure, sps_id=sps_id)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if current is not None and current not in FINAL:
+            # NW/XO with SC describe the order, not a step going back: a step the
+            # modality has started (or that arrived, or is ready) keeps its state.
+            del step_fields["status"]
     titles = _station(step, step_fields, procedure, sps_id)
     worklist.step_upsert(
         procedure=procedure,

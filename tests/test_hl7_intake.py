@@ -336,3 +336,13 @@ def test_failed_messages_are_listed_for_the_operator() -> None:
         ("BAD1", Outcome.ERROR),
     ]
     assert "OBR-18" in failed[1].error
+
+
+@db
+def test_xo_leaves_a_started_step_started() -> None:
+    send(orm(control_id="N1"))
+    step = ScheduledProcedureStep.objects.get()
+    ScheduledProcedureStep.objects.filter(pk=step.pk).update(status=SPSStatus.STARTED)
+    assert send(orm(control_id="X1", orc={1: "XO", 5: "SC"}, obr={24: "MR"})) == Outcome.ACCEPTED
+    step.refresh_from_db()
+    assert (step.status, step.modality) == (SPSStatus.STARTED, "MR")
