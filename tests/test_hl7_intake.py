@@ -346,3 +346,42 @@ def test_xo_leaves_a_started_step_started() -> None:
     assert send(orm(control_id="X1", orc={1: "XO", 5: "SC"}, obr={24: "MR"})) == Outcome.ACCEPTED
     step.refresh_from_db()
     assert (step.status, step.modality) == (SPSStatus.STARTED, "MR")
+
+
+@db
+@pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4"])
+def test_an_orm_of_each_supported_version_is_applied(version: str) -> None:
+    assert send(orm(version=version)) == Outcome.ACCEPTED
+
+
+@db
+@pytest.mark.parametrize("version", ["2.5", "2.5.1"])
+def test_an_omi_and_an_omg_of_each_supported_version_are_applied(version: str) -> None:
+    assert send(omi(version=version)) == Outcome.ACCEPTED
+    omg = orm(control_id="G1", obr={18: "ACCG"}).replace("ORM^O01", "OMG^O19^OMG_O19")
+    assert send(omg.replace("|2.3.1", f"|{version}")) == Outcome.ACCEPTED
+    assert Order.objects.filter(accession_number="ACCG").exists()
+
+
+@db
+def test_segments_ending_in_newlines_are_accepted() -> None:
+    assert send(orm().replace("\r", "\r\n")) == Outcome.ACCEPTED
+
+
+@db
+def test_the_start_is_stored_as_an_instant_and_matched_in_local_time(settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    send(orm(orc={7: "^^^202611262330+0000^^R"}))
+    step = ScheduledProcedureStep.objects.get()
+    assert step.start is not None
+    assert step.start.isoformat() == "2026-11-26T23:30:00+00:00"
+    assert (str(step.start_date), str(step.start_time)) == ("2026-11-27", "00:30:00")
+
+
+@db
+def test_an_oversized_message_without_readable_msh_is_rejected() -> None:
+    from hl7v2.services import message_oversized
+
+    reply = message_oversized(b"garbage", 5_000_000, 1_048_576, peer="test")
+    assert reply.outcome == Outcome.REJECTED
+    assert b"MSA|AR|" in reply.ack
