@@ -152,9 +152,9 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
     sent = 0
     try:
         for row in result.rows:
-            if sent and sent % CANCEL_CHECK_EVERY == 0:
-                if sender is not None:
-                    sender.flush()
+            # Writing directly, the DUL thread stays free to read a C-CANCEL; through
+            # its queue, it must be given the chance now and then.
+            if sent and sent % CANCEL_CHECK_EVERY == 0 and (sender is None or not sender.direct):
                 net.let_peer_speak(assoc, settings.DICOM_DIMSE_TIMEOUT)
             if event.is_cancelled:
                 if sender is not None:

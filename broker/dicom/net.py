@@ -1,9 +1,13 @@
-"""TCP settings that remove the delayed-ACK / Nagle stalls from every DIMSE exchange.
+"""Network-level help for pynetdicom: socket options and fast C-FIND answers.
 
-See ``shared/dicom-latency.md``: a DIMSE message is several small writes, so with
-Nagle on, or with the peer's delayed ACK, each direction can wait ~40 ms. We set
-TCP_NODELAY once on each accepted socket and TCP_QUICKACK before each read (Linux
-resets QUICKACK after every ACK).
+- TCP settings that remove the delayed-ACK / Nagle stalls from every DIMSE exchange.
+  See ``shared/dicom-latency.md``: a DIMSE message is several small writes, so with
+  Nagle on, or with the peer's delayed ACK, each direction can wait ~40 ms. We set
+  TCP_NODELAY once on each accepted socket and TCP_QUICKACK before each read (Linux
+  resets QUICKACK after every ACK).
+- :func:`let_peer_speak`: lets pynetdicom read a C-CANCEL while answers are queued.
+- :class:`PendingSender`: C-FIND pending responses without pynetdicom's per-answer
+  encoding.
 """
 
 from __future__ import annotations
@@ -107,6 +111,11 @@ class PendingSender:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._dul_drained = False
+
+    @property
+    def direct(self) -> bool:
+        """True when answers are written to the socket by the caller's thread."""
+        return self._raw is not None
 
     def send(self, identifier: bytes) -> bool:
         """Send one answer; False if it does not fit one PDU (send it the usual way)."""
