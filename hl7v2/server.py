@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from hl7v2.mllp import FrameDecoder, Oversized, frame
 from hl7v2.services import message_oversized, message_receive
@@ -35,6 +35,7 @@ class ListenerOptions:
     max_connections: int
     workers: int
     ssl_context: ssl.SSLContext | None = None
+    reuse_port: bool = False  # several processes share the port (hl7_server --processes)
 
     @classmethod
     def from_settings(cls) -> ListenerOptions:
@@ -156,11 +157,27 @@ class Listener:
             port,
             ssl=self.options.ssl_context,
             reuse_address=True,
+            reuse_port=self.options.reuse_port or None,
             backlog=256,
         )
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        """Finish the messages in progress and close every worker's database connection.
+
+        Each worker thread has its own connection; one task per worker, held at a barrier
+        until all have started, makes every thread close its own.
+        """
+        workers = self.options.workers
+        barrier = threading.Barrier(workers)
+
+        def close_connections() -> None:
+            connections.close_all()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+
+        for _ in range(workers):
+            self.executor.submit(close_connections)
+        self.executor.shutdown(wait=True)
 
 
 def tls_context() -> ssl.SSLContext | None:

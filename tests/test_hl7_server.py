@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -151,3 +153,36 @@ def test_an_order_sent_with_mllp_send_is_found_by_a_worklist_query(
     assert str(found.PatientName) == "TEST^ENDTOEND"
     assert found.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID == "SPS1"
     assert InboundMessage.objects.filter(outcome=Outcome.ACCEPTED).count() == 2
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    return (
+        f"postgres://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    )
+
+
+def test_the_command_serves_with_several_processes_on_one_port(free_port: int) -> None:
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), LOG_LEVEL="WARNING")
+    process = subprocess.Popen(
+        [sys.executable, str(manage), "hl7_server", "--port", str(free_port), "--processes", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert b"2 processes" in process.stdout.readline()
+        for n in range(6):
+            with MLLPClient(free_port) as client:
+                text = orm(control_id=f"PR{n}", obr={18: f"PR{n}"})
+                assert msa(client.exchange(text))[1] == "AA"
+        assert Order.objects.count() == 6
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
