@@ -113,10 +113,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_listener(port: int) -> subprocess.Popen[bytes]:
+def start_listener(port: int, processes: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, LOG_LEVEL="WARNING")
     process = subprocess.Popen(
-        [sys.executable, str(BASE_DIR / "manage.py"), "hl7_server", "--port", str(port)],
+        [
+            *(sys.executable, str(BASE_DIR / "manage.py"), "hl7_server"),
+            *("--port", str(port), "--processes", str(processes)),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
     )
@@ -271,6 +274,9 @@ def main() -> None:
     parser.add_argument("--dicom", help="host:port of the worklist SCP: visibility by C-FIND")
     parser.add_argument("--sample-every", type=int, default=25, help="visibility sample rate")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument(
+        "--server-processes", type=int, default=1, help="hl7_server --processes (PostgreSQL)"
+    )
     args = parser.parse_args()
 
     setup_django(fresh_sqlite=args.target is None)
@@ -283,7 +289,7 @@ def main() -> None:
         port = int(port_text)
     else:
         host, port = "127.0.0.1", free_port()
-        process = start_listener(port)
+        process = start_listener(port, args.server_processes)
     visibility = Visibility(args.dicom)
     run_id = secrets.token_hex(2)
     offset = 0
@@ -293,7 +299,9 @@ def main() -> None:
             offset += args.warmup
         print(
             f"HL7 ingest, ORM^O01 -> scheduled step, database {engine}, "
-            f"{os.cpu_count()} CPUs, visibility by {'C-FIND' if args.dicom else 'DB query'}"
+            f"{os.cpu_count()} CPUs, {args.server_processes} listener process(es), "
+            f"visibility by {'C-FIND' if args.dicom else 'DB query'}, "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         print(
             f"{'conns':>5} {'msgs':>6} {'seconds':>8} {'msg/s':>8} {'ack p50':>9} "
