@@ -78,6 +78,7 @@ BODY_HEIGHT_IDS: Final = {"BODY HEIGHT", "HEIGHT", "8302-2", "8308-9"}
 WEIGHT_UNITS: Final = {"": 1, "KG": 1, "G": Decimal("0.001"), "LB": Decimal("0.45359237")}
 HEIGHT_UNITS: Final = {"": 1, "M": 1, "CM": Decimal("0.01"), "IN": Decimal("0.0254")}
 
+PATIENT_ID_MAX = 64  # DICOM LO
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 TS_RE = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?([+-]\d{4})?$")
 
@@ -644,6 +645,14 @@ def patient_update(scope: Scope) -> PatientUpdate:
             field=3,
             occurrence=pid.occurrence,
             code=REQUIRED_FIELD_MISSING,
+        )
+    if len(ids[0][0]) > PATIENT_ID_MAX or len(ids[0][1]) > PATIENT_ID_MAX:
+        raise MappingError(
+            f"Patient ID or its issuer is longer than {PATIENT_ID_MAX} characters",
+            segment="PID",
+            field=3,
+            occurrence=pid.occurrence,
+            code=DATA_TYPE_ERROR,
         )
     fields = _collect(PATIENT_ROWS, ORM, scope)[PATIENT]
     fields["other_ids"] = [{"patient_id": i, "issuer": s} for i, s in ids[1:]]

@@ -8,6 +8,7 @@ the transaction that stored (and applied) the message has committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -170,9 +171,10 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     1. Read MSH; unreadable -> AR. Unsupported type, event or version -> AR.
     2. Same sender + MSH-10 already applied -> AA, stored as DUPLICATE, nothing applied.
     3. Decode per MSH-18, split, map (pure); a problem -> AE with its ERR.
-    4. In one transaction: apply (in a savepoint: an application error rolls back the
-       half-applied part and becomes AE) and store the message with its outcome. The
-       unique "applied once" constraint makes a concurrent copy fail here -> DUPLICATE.
+    4. In one transaction: apply, and store the message as AA. The unique "applied
+       once" constraint makes a concurrent copy fail here -> DUPLICATE.
+    5. An application error rolls that whole transaction back (nothing half-applied);
+       the message is then stored as AE, with its ERR, in a transaction of its own.
     """
     try:
         header = read_header(raw)
@@ -329,9 +331,12 @@ def _store(
 
 
 def _mapping_config() -> mapping.MappingConfig:
-    return mapping.MappingConfig(
-        status_table=mapping.status_table_parse(settings.HL7_ORDER_STATUS_TABLE)
-    )
+    return _mapping_config_for(settings.HL7_ORDER_STATUS_TABLE)
+
+
+@functools.lru_cache(maxsize=4)
+def _mapping_config_for(status_table: str) -> mapping.MappingConfig:
+    return mapping.MappingConfig(status_table=mapping.status_table_parse(status_table))
 
 
 def placer_application(header: Header) -> str:

@@ -596,3 +596,9 @@ def test_every_segment_the_table_reads_is_in_the_standard_structure(
         allowed |= {"OBR", "TQ1"}
     missing = _segments_read(structure) - allowed - {"ZDS"}  # ZDS: IHE's Z-segment
     assert missing == set()
+
+
+def test_a_patient_id_longer_than_64_is_an_error_naming_pid_3() -> None:
+    with pytest.raises(MappingError) as info:
+        map_orm(orm(patient=pid("X" * 65)))
+    assert (info.value.segment, info.value.field) == ("PID", 3)
