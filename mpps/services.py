@@ -149,8 +149,7 @@ def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "
         return Outcome(refusal=refusal)
     try:
         with transaction.atomic():
-            if PerformedProcedureStep.objects.filter(sop_instance_uid=sop_instance_uid).exists():
-                return Outcome(refusal=validation.duplicate_instance(sop_instance_uid))
+            # A duplicate SOP Instance UID fails this insert on the unique column.
             mpps = PerformedProcedureStep.objects.create(
                 sop_instance_uid=sop_instance_uid,
                 calling_ae_title=calling_ae_title[:16],
@@ -175,7 +174,7 @@ def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "
             StepLink.objects.bulk_create([StepLink(mpps=mpps, step=s) for s in steps])
             _follow_up(mpps, [s.pk for s in steps])
     except IntegrityError:
-        # Two N-CREATEs with one SOP Instance UID at once: the unique column let one in.
+        # The instance exists (or two N-CREATEs of it raced and the other one won).
         if PerformedProcedureStep.objects.filter(sop_instance_uid=sop_instance_uid).exists():
             return Outcome(refusal=validation.duplicate_instance(sop_instance_uid))
         raise
