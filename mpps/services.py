@@ -230,7 +230,9 @@ def mpps_set(*, sop_instance_uid: str, modification: Dataset) -> Outcome:
             _follow_up(current, current.links.values_list("step_id", flat=True))
         logger.info("MPPS %s set (%s)", sop_instance_uid, current.status)
         return Outcome(mpps=current)
-    return Outcome(refusal=validation.no_longer_updatable())
+    # Still losing to other N-SETs of the same instance after several tries: let the
+    # modality send it again rather than wait here.
+    return Outcome(refusal=validation.busy(sop_instance_uid))
 
 
 @transaction.atomic

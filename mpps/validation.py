@@ -137,6 +137,10 @@ def duplicate_instance(uid: str) -> Refusal:
     return Refusal(status.DUPLICATE_SOP_INSTANCE, f"SOP Instance {uid} exists"[:64])
 
 
+def busy(uid: str) -> Refusal:
+    return Refusal(status.PROCESSING_FAILURE, f"concurrent updates of {uid}, try again"[:64])
+
+
 def invalid_instance(uid: str) -> Refusal:
     return Refusal(status.INVALID_OBJECT_INSTANCE, f"not a valid SOP Instance UID: {uid}"[:64])
 
