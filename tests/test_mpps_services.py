@@ -391,3 +391,22 @@ def test_it_refuses_an_instance_uid_that_is_not_a_uid_with_0x0117() -> None:
     outcome = _create(n_create_dataset(make_step()), uid="1." + "2" * 70)
     assert outcome.refusal is not None
     assert outcome.refusal.status == status.INVALID_OBJECT_INSTANCE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_interim_n_sets_are_both_applied() -> None:
+    step = make_step()
+    uid = generate_uid()
+    _create(n_create_dataset(step), uid)
+    first, second = Dataset(), Dataset()
+    first.PerformedProcedureStepDescription = "CT HEAD AND NECK"
+    second.CommentsOnThePerformedProcedureStep = "patient moved"
+    results = _in_threads(
+        lambda: services.mpps_set(sop_instance_uid=uid, modification=first),
+        lambda: services.mpps_set(sop_instance_uid=uid, modification=second),
+    )
+    assert [r.refusal for r in results] == [None, None]
+    mpps = PerformedProcedureStep.objects.get(sop_instance_uid=uid)
+    assert mpps.version == 3
+    assert mpps.dataset["00400254"]["Value"] == ["CT HEAD AND NECK"]
+    assert mpps.dataset["00400280"]["Value"] == ["patient moved"]
