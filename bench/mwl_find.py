@@ -165,6 +165,12 @@ def load(start: int, stop: int, today: date) -> list[int]:
                 ]
             )
             step_ids.extend(s.pk for s in steps)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # What autovacuum would do after such a load; without it the planner guesses.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     return step_ids
 
 
