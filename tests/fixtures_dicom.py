@@ -104,6 +104,22 @@ def worklist_query(**keys: Any) -> Dataset:
     return ds
 
 
+def keep_responses(assoc: Any) -> Any:
+    """Work around a race in pynetdicom 3.0's requestor (the SCU side of these tests): its
+    reactor thread can take a response meant for a waiting ``send_c_find`` and drop it as
+    "unexpected". Such a response is put back on the queue ``send_c_find`` reads."""
+    original = assoc._serve_request
+
+    def serve(msg: Any, context_id: int) -> None:
+        if not msg.is_valid_request:
+            assoc.dimse.msg_queue.put((context_id, msg))
+            return
+        original(msg, context_id)
+
+    assoc._serve_request = serve
+    return assoc
+
+
 def find(
     listener: Listener,
     identifier: Dataset,
@@ -114,7 +130,9 @@ def find(
     """Send one C-FIND on a new association; return every (status, identifier)."""
     ae = AE(ae_title=calling)
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate(listener.host, listener.port, ae_title=called or listener.ae_title)
+    assoc = keep_responses(
+        ae.associate(listener.host, listener.port, ae_title=called or listener.ae_title)
+    )
     assert assoc.is_established, "association was not accepted"
     try:
         answers = []

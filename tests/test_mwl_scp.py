@@ -27,7 +27,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from broker.dicom import server, status
-from tests.fixtures_dicom import Listener, bulk_schedule, find, schedule, worklist_query
+from tests.fixtures_dicom import (
+    Listener,
+    bulk_schedule,
+    find,
+    keep_responses,
+    schedule,
+    worklist_query,
+)
 from worklist.models import Device
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,7 +47,9 @@ def statuses(answers: list[tuple[int, Dataset | None]]) -> list[int]:
 def test_it_answers_c_echo(dicom_listener: Listener) -> None:
     ae = AE(ae_title="ECHOSCU")
     ae.add_requested_context(Verification)
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title=dicom_listener.ae_title)
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title=dicom_listener.ae_title)
+    )
     assert assoc.is_established
     assert assoc.send_c_echo().Status == status.SUCCESS
     assoc.release()
@@ -91,7 +100,9 @@ def test_a_cancel_stops_the_answers_mid_stream(dicom_listener: Listener) -> None
     bulk_schedule(3000)
     ae = AE(ae_title="CANCELSCU")
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title=dicom_listener.ae_title)
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title=dicom_listener.ae_title)
+    )
     assert assoc.is_established
     received: list[int] = []
     query = worklist_query(PatientName="", sps={})
@@ -125,7 +136,9 @@ def test_an_invalid_value_fails_naming_the_element_and_the_association_goes_on(
     schedule()
     ae = AE(ae_title="BADSCU")
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title=dicom_listener.ae_title)
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title=dicom_listener.ae_title)
+    )
     bad = list(
         assoc.send_c_find(worklist_query(PatientName="", sps=sps), ModalityWorklistInformationFind)
     )
@@ -155,7 +168,9 @@ def test_an_undecodable_identifier_is_unable_to_process(dicom_listener: Listener
     query.set_original_encoding(True, True, query._character_set)
     ae = AE(ae_title="RAWSCU")
     ae.add_requested_context(ModalityWorklistInformationFind, [ImplicitVRLittleEndian])
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    )
     responses = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
     assoc.release()
     ((response, _),) = responses
@@ -214,7 +229,9 @@ def test_it_serves_many_associations_at_once(dicom_listener: Listener) -> None:
 def test_it_rejects_an_unknown_called_ae_title(dicom_listener: Listener) -> None:
     ae = AE(ae_title="SCU")
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="NOT_US")
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title="NOT_US")
+    )
     assert assoc.is_rejected
     assert assoc.acceptor.primitive is not None
     assert assoc.acceptor.primitive.diagnostic == 0x07
@@ -236,7 +253,9 @@ def test_it_restricts_calling_ae_titles_to_the_device_registry_when_configured(
     for calling in ("STRANGER", "OLDCT"):
         ae = AE(ae_title=calling)
         ae.add_requested_context(ModalityWorklistInformationFind)
-        assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+        assoc = keep_responses(
+            ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+        )
         assert assoc.is_rejected
         assert assoc.acceptor.primitive is not None
         assert assoc.acceptor.primitive.diagnostic == 0x03
@@ -298,7 +317,9 @@ def test_association_threads_close_their_database_connections(
         ae = AE(ae_title="LEAKSCU")
         ae.add_requested_context(ModalityWorklistInformationFind)
         for _ in range(rounds // parallel):
-            assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+            assoc = keep_responses(
+                ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+            )
             if not assoc.is_established:
                 failures.append("association not established")
                 continue
@@ -370,8 +391,10 @@ def test_it_serves_dicom_over_tls(free_port: int, settings: Any, tmp_path: Path)
         client.check_hostname = False
         ae = AE(ae_title="TLSSCU")
         ae.add_requested_context(ModalityWorklistInformationFind)
-        assoc = ae.associate(
-            "127.0.0.1", free_port, ae_title="WORKLIST", tls_args=(client, "localhost")
+        assoc = keep_responses(
+            ae.associate(
+                "127.0.0.1", free_port, ae_title="WORKLIST", tls_args=(client, "localhost")
+            )
         )
         assert assoc.is_established, "a silent peer must not hold up the TLS handshake of others"
         codes = [
@@ -394,7 +417,9 @@ def test_it_answers_in_each_transfer_syntax(dicom_listener: Listener, transfer_s
     schedule(patient_name="Müller^Jürgen", patient={"pregnancy_status": 4})
     ae = AE(ae_title="TSSCU")
     ae.add_requested_context(ModalityWorklistInformationFind, [transfer_syntax])
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    )
     assert assoc.accepted_contexts[0].transfer_syntax[0] == transfer_syntax
     query = worklist_query(PatientName="", PregnancyStatus=None, sps={})
     answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
@@ -412,7 +437,9 @@ def test_answers_larger_than_the_peers_pdu_are_fragmented(dicom_listener: Listen
     ae = AE(ae_title="SMALLPDU")
     ae.maximum_pdu_size = 1024
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    assoc = keep_responses(
+        ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
+    )
     query = worklist_query(PatientName="", sps={"CommentsOnTheScheduledProcedureStep": ""})
     answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
     assoc.release()
