@@ -11,8 +11,11 @@ and turns each row into a response identifier:
 - Specific Character Set is always present: ISO_IR 100 when every value fits Latin-1,
   else ISO_IR 192 (UTF-8).
 
-Values are encoded here, once, into raw elements, so pydicom writes their bytes as they
-are instead of converting and validating every value of every answer.
+The value getters of a query are chosen once (``_plan``); then :meth:`ResponseBuilder.encode`
+writes each answer's identifier bytes directly (Little Endian transfer syntaxes, the
+SCP's fast path), and :meth:`ResponseBuilder.dataset` builds a pydicom Dataset of raw
+elements (Big Endian, answers too large for one PDU, .wl files, tests); both give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -258,13 +261,11 @@ class ResponseBuilder:
     def _plan(self, nodes: Sequence[Node]) -> list[tuple[Node, _Getter]]:
         return [(node, self._getter(node)) for node in nodes]
 
-    def _entries(
-        self, nodes: Sequence[Node], row: tuple[Any, ...], stations: dict[int, list[str]]
-    ) -> list[_Entry]:
+    def _entries(self, row: tuple[Any, ...], stations: dict[int, list[str]]) -> list[_Entry]:
         return _run(self._top_plan, row, stations)
 
     def dataset(self, row: tuple[Any, ...], stations: dict[int, list[str]]) -> Dataset:
-        entries = self._entries(self.keys.nodes, row, stations)
+        entries = self._entries(row, stations)
         charset = LATIN1 if _fits_latin1(entries) else UTF8
         codec = "latin-1" if charset == LATIN1 else "utf-8"
         encodings = convert_encodings(charset)
@@ -312,7 +313,7 @@ class ResponseBuilder:
         """
         if not self.little_endian:
             raise ValueError("direct encoding is for Little Endian transfer syntaxes only")
-        entries = self._entries(self.keys.nodes, row, stations)
+        entries = self._entries(row, stations)
         if self._charset_first:
             # Latin-1 when every value fits, else UTF-8; the first failure decides.
             try:
