@@ -259,6 +259,24 @@ def run(
     return time.perf_counter() - began, result
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of the listener process and its children (Linux /proc)."""
+    if pid is None:
+        return float("nan")
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -305,9 +323,11 @@ def main() -> None:
         )
         print(
             f"{'conns':>5} {'msgs':>6} {'seconds':>8} {'msg/s':>8} {'ack p50':>9} "
-            f"{'ack p99':>9} {'visible p50':>12} {'visible p99':>12} {'errors':>6}"
+            f"{'ack p99':>9} {'visible p50':>12} {'visible p99':>12} {'errors':>6} "
+            f"{'listener CPU/msg':>16}"
         )
         for connections in [int(c) for c in args.connections.split(",")]:
+            cpu_before = cpu_seconds(process.pid if process else None)
             elapsed, result = run(
                 host,
                 port,
@@ -327,7 +347,8 @@ def main() -> None:
                 f"{percentile(result.latencies, 99) * ms:>7.1f}ms "
                 f"{statistics.median(result.visible) * ms if result.visible else float('nan'):>10.1f}ms "
                 f"{percentile(result.visible, 99) * ms:>10.1f}ms "
-                f"{result.errors:>6}"
+                f"{result.errors:>6} "
+                f"{(cpu_seconds(process.pid if process else None) - cpu_before) / args.messages * ms:>14.1f}ms"
             )
     finally:
         if process is not None:
