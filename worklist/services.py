@@ -85,7 +85,11 @@ def _get_or_create(
 
 @transaction.atomic(savepoint=False)
 def patient_upsert(*, patient_id: str, issuer: str = "", fields: Mapping[str, Any]) -> Patient:
-    """Create the patient or update the given demographics; follows merges."""
+    """Create the patient or update the given demographics.
+
+    Works on the row with this identifier even if it was merged; callers attaching
+    orders take ``patient_current()`` of the result (the survivor of merges).
+    """
     if not patient_id:
         raise DomainError("Patient ID is empty")
     patient, created = _get_or_create(
