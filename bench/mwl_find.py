@@ -352,13 +352,19 @@ def main() -> None:
 
     setup_django()
     from django.conf import settings
+    from django.db import connection
     from django.utils import timezone
 
-    # Start from an empty worklist.
     from worklist.models import Order, Patient
 
-    Order.objects.all().delete()
-    Patient.objects.all().delete()
+    # Start from an empty worklist.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Django's cascading delete would load every row into Python first.
+            cursor.execute("TRUNCATE worklist_patient CASCADE")
+    else:
+        Order.objects.all().delete()
+        Patient.objects.all().delete()
 
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     today = timezone.localdate()

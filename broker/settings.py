@@ -74,6 +74,8 @@ DICOM_MAX_PDU = _cfg.integer("DICOM_MAX_PDU", 262144, minimum=0)
 DICOM_TLS_CERT = _cfg.existing_file("DICOM_TLS_CERT")
 DICOM_TLS_KEY = _cfg.existing_file("DICOM_TLS_KEY")
 DICOM_TLS_CA = _cfg.existing_file("DICOM_TLS_CA")
+# Threads (each with one database connection) that run the listener's queries.
+DICOM_DB_WORKERS = _cfg.integer("DICOM_DB_WORKERS", 4, minimum=1, maximum=64)
 
 # Worklist (C-FIND) policy.
 MWL_MAX_ANSWERS = _cfg.integer("MWL_MAX_ANSWERS", 5000, minimum=1)

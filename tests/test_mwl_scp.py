@@ -279,14 +279,14 @@ def test_it_logs_one_line_per_association_without_patient_data(
 
 
 @pytest.fixture
-def thread_connections() -> Iterator[list[Any]]:
-    """Every database connection opened outside the test's own thread."""
-    opened: list[Any] = []
+def thread_connections() -> Iterator[list[tuple[str, Any]]]:
+    """Every database connection opened outside the test's own thread: (thread, wrapper)."""
+    opened: list[tuple[str, Any]] = []
     main = threading.get_ident()
 
     def on_created(sender: Any, connection: Any, **kwargs: Any) -> None:
         if threading.get_ident() != main:
-            opened.append(weakref.ref(connection))
+            opened.append((threading.current_thread().name, weakref.ref(connection)))
 
     connection_created.connect(on_created)
     try:
@@ -301,13 +301,23 @@ def _backend_connections() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_association_threads_close_their_database_connections(
-    dicom_listener: Listener, thread_connections: list[Any]
+def _wait_for(condition: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_a_thousand_associations_use_a_few_database_connections_and_close_them(
+    free_port: int, settings: Any, thread_connections: list[tuple[str, Any]]
 ) -> None:
+    settings.DICOM_DB_WORKERS = 3
     schedule()
     vendor = connections["default"].vendor
     before = _backend_connections() if vendor == "postgresql" else 0
     threads_before = threading.active_count()
+    running = server.start("127.0.0.1", free_port, block=False)
+    assert running is not None
+    listener = Listener("127.0.0.1", free_port, "WORKLIST")
     query = worklist_query(PatientName="")
     # 1000 associations, 10 at a time: each one a new thread on the listener's side.
     rounds, parallel = 1000, 10
@@ -317,9 +327,7 @@ def test_association_threads_close_their_database_connections(
         ae = AE(ae_title="LEAKSCU")
         ae.add_requested_context(ModalityWorklistInformationFind)
         for _ in range(rounds // parallel):
-            assoc = keep_responses(
-                ae.associate(dicom_listener.host, dicom_listener.port, ae_title="WORKLIST")
-            )
+            assoc = keep_responses(ae.associate(listener.host, listener.port, ae_title="WORKLIST"))
             if not assoc.is_established:
                 failures.append("association not established")
                 continue
@@ -331,31 +339,33 @@ def test_association_threads_close_their_database_connections(
             if codes != [status.PENDING, status.SUCCESS]:
                 failures.append(repr(codes))
 
-    clients = [threading.Thread(target=client) for _ in range(parallel)]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join(timeout=120)
-    assert failures == [], failures[:5]
-    deadline = time.monotonic() + 30
-    while threading.active_count() > threads_before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() <= threads_before, [t.name for t in threading.enumerate()]
-    assert len(thread_connections) >= rounds
+    try:
+        clients = [threading.Thread(target=client) for _ in range(parallel)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(timeout=120)
+        assert failures == [], failures[:5]
+        # The association threads opened no connection; the workers at most one each.
+        wrappers = {id(ref()): name for name, ref in thread_connections if ref() is not None}
+        assert not [name for name, _ in thread_connections if name.startswith("Acceptor")]
+        assert 1 <= len(wrappers) <= 3
+        assert {name for name, _ in thread_connections} <= {f"dicom-db_{n}" for n in range(3)}
+        if vendor == "postgresql":
+            assert _backend_connections() <= before + 3
+    finally:
+        running.shutdown()
 
     def still_open() -> list[Any]:
-        return [ref for ref in thread_connections if (c := ref()) is not None and c.connection]
+        return [ref for _, ref in thread_connections if (c := ref()) is not None and c.connection]
 
-    # An association thread closes its connection as its very last step.
-    deadline = time.monotonic() + 15
-    while still_open() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # Stopping the listener closed the workers' connections, and every thread ended.
     assert still_open() == []
+    _wait_for(lambda: threading.active_count() <= threads_before, 30)
+    assert threading.active_count() <= threads_before, [t.name for t in threading.enumerate()]
     if vendor == "postgresql":
         # A backend leaves pg_stat_activity a moment after its client has closed.
-        deadline = time.monotonic() + 10
-        while _backend_connections() > before and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_for(lambda: _backend_connections() <= before, 10)
         assert _backend_connections() <= before
 
 

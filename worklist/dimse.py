@@ -19,7 +19,7 @@ from pydicom import Dataset
 from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from broker.dicom import net, outcome, status
+from broker.dicom import net, outcome, status, workers
 from worklist.matching import MatchOptions, QueryError, match, offending
 from worklist.responses import ResponseBuilder, return_keys
 
@@ -117,7 +117,9 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
 
     transfer_syntax = event.context.transfer_syntax
     try:
-        result = find(
+        result = workers.run(
+            assoc,
+            find,
             identifier,
             calling_ae=calling_ae,
             implicit_vr=transfer_syntax.is_implicit_VR,

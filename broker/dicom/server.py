@@ -27,7 +27,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from broker.dicom import outcome, status
+from broker.dicom import outcome, status, workers
 from broker.dicom.net import tune_socket
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def handle_requested(event: evt.Event) -> None:
     assoc: Any = event.assoc
     calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
     try:
-        allowed = calling_ae_allowed(calling)
+        allowed = workers.run(assoc, calling_ae_allowed, calling)
     except DatabaseError:
         logger.exception("cannot read the device registry; rejecting %s", calling)
         assoc._broker_reject_reason = "device registry unavailable"
@@ -141,8 +141,9 @@ def handle_conn_open(event: evt.Event) -> None:
                     f" ({counts})" if counts else "",
                 )
             finally:
-                # Django opens one database connection per thread; this thread is
-                # about to end, so close it here or it leaks.
+                # Django opens one database connection per thread: a handler that
+                # queried here (rather than on the database workers) leaves one open,
+                # and this thread is about to end, so close it or it leaks.
                 connections.close_all()
 
     assoc._target = run_then_clean_up
@@ -210,10 +211,27 @@ def tls_context() -> ssl.SSLContext | None:
 def start(host: str, port: int, *, block: bool) -> ThreadedAssociationServer | None:
     """Start the listener; with ``block=False`` return the running server."""
     ae = build_ae()
-    server: ThreadedAssociationServer | None = ae.start_server(
-        (host, port),
-        block=block,
-        evt_handlers=handlers(),
-        ssl_context=tls_context(),
-    )
+    db_workers = workers.DatabaseWorkers(settings.DICOM_DB_WORKERS)
+    workers.register(ae, db_workers)
+    try:
+        server: ThreadedAssociationServer | None = ae.start_server(
+            (host, port),
+            block=block,
+            evt_handlers=handlers(),
+            ssl_context=tls_context(),
+        )
+    except BaseException:
+        db_workers.close()
+        raise
+    if server is None:  # block=True: the server has stopped
+        db_workers.close()
+        return None
+    # Stopping the listener also closes the workers' database connections.
+    stop_server = server.shutdown
+
+    def shutdown() -> None:
+        stop_server()
+        db_workers.close()
+
+    server.shutdown = shutdown  # type: ignore[method-assign]
     return server
