@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,8 @@ class Running:
         raise AssertionError(f"{text!r} not printed; output so far:\n" + "".join(seen))
 
 
-def serve_env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def serve_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = dict(os.environ)
     env.update(
         {
@@ -63,11 +65,26 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
-    # PostgreSQL + Redis in CI's second run (the env names them), else a fresh SQLite
-    # file and the filesystem queue under tmp_path.
-    if not env.get("DATABASE_URL", "").startswith("postgres"):
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        # A fresh SQLite file and the filesystem queue under tmp_path.
         env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
-    return env
+        yield env
+        return
+    # CI's second run names PostgreSQL (and Redis): serve from a scratch database on
+    # that server, so the test never touches the database the URL names.
+    import psycopg
+
+    server_url, _, _ = url.rpartition("/")
+    scratch = f"serve_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    env["DATABASE_URL"] = f"{server_url}/{scratch}"
+    try:
+        yield env
+    finally:
+        with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,8 +126,8 @@ def start_serve(env: dict[str, str]) -> Running:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Running]:
-    env = serve_env(tmp_path)
+def broker(serve_env: dict[str, str]) -> Iterator[Running]:
+    env = serve_env
     migrated = manage(env, "migrate", "--no-input", "-v", "0")
     assert migrated.returncode == 0, migrated.stderr
     running = start_serve(env)
@@ -183,8 +200,10 @@ def test_serve_runs_every_part_and_stops_cleanly(broker: Running) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
-def test_serve_exits_with_a_clear_message_when_a_port_is_taken(tmp_path: Path) -> None:
-    env = serve_env(tmp_path)
+def test_serve_exits_with_a_clear_message_when_a_port_is_taken(
+    serve_env: dict[str, str],
+) -> None:
+    env = serve_env
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(env["BROKER_HL7_PORT"])))
         taken.listen()
