@@ -369,7 +369,9 @@ def test_a_thousand_associations_use_a_few_database_connections_and_close_them(
         assert _backend_connections() <= before
 
 
-def test_it_serves_dicom_over_tls(free_port: int, settings: Any, tmp_path: Path) -> None:
+def test_it_serves_dicom_over_tls_and_honours_cancel_there(
+    free_port: int, settings: Any, tmp_path: Path
+) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         [
@@ -413,8 +415,20 @@ def test_it_serves_dicom_over_tls(free_port: int, settings: Any, tmp_path: Path)
                 worklist_query(PatientName=""), ModalityWorklistInformationFind
             )
         ]
-        assoc.release()
         assert codes == [status.PENDING, status.SUCCESS]
+        # Over TLS the answers go through pynetdicom's queue; a C-CANCEL still stops them.
+        bulk_schedule(1500)
+        received: list[int] = []
+        for st, _ in assoc.send_c_find(
+            worklist_query(PatientName=""), ModalityWorklistInformationFind, msg_id=9
+        ):
+            assert st is not None
+            received.append(int(st.Status))
+            if len(received) == 1:
+                assoc.send_c_cancel(9, assoc.accepted_contexts[0].context_id)
+        assoc.release()
+        assert received[-1] == status.CANCEL
+        assert len(received) - 1 < 1501
     finally:
         silent.close()
         running.shutdown()
