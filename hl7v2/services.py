@@ -97,6 +97,8 @@ class Reply:
     ack: bytes
     outcome: str
     message_id: int
+    message_type: str = ""
+    control_id: str = ""
 
 
 # --- receive -----------------------------------------------------------------------------
@@ -184,7 +186,10 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     rejection = _rejection(header)
     if rejection is not None:
         return _store(raw, peer, header, Outcome.REJECTED, rejection, existing)
-    if _already_applied(header):
+    # A new message is checked for "already applied" by the unique constraint, when its
+    # row is inserted first thing in the transaction that applies it (step 4); a stored
+    # message being reprocessed is checked here.
+    if existing is not None and _already_applied(header):
         return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
     try:
         structure = SUPPORTED[_type_key(header)][0]
@@ -195,14 +200,26 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
         else:
             plan = mapping.order_message(message, structure, _mapping_config())
     except MappingError as exc:
+        if existing is None and _already_applied(header):
+            return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
         return _store(raw, peer, header, Outcome.ERROR, ErrorDetail.from_error(exc), existing)
     try:
         with transaction.atomic():
+            if existing is None:
+                # The row first: a copy already applied (or being applied by another
+                # connection, which PostgreSQL waits for) is refused by the "applied
+                # once" constraint before anything is applied.
+                stored = _write(raw, peer, header, Outcome.ACCEPTED, None, None, publish=False)
             if isinstance(plan, mapping.AdtMessage):
                 _apply_adt(plan)
             else:
                 _apply_order(plan, header)
-            return _store(raw, peer, header, Outcome.ACCEPTED, None, existing)
+            if existing is not None:
+                stored = _write(raw, peer, header, Outcome.ACCEPTED, None, existing)
+            else:
+                _publish_processed(stored)
+        _log(stored, peer, None)
+        return stored
     except _AlreadyApplied:
         # A copy of this message was applied and committed by another connection
         # meanwhile; this copy's changes were rolled back.
@@ -281,6 +298,26 @@ def _store(
     error: ErrorDetail | None,
     existing: InboundMessage | None,
 ) -> Reply:
+    reply = _write(raw, peer, header, outcome, error, existing)
+    _log(reply, peer, error)
+    return reply
+
+
+def _write(
+    raw: bytes,
+    peer: str,
+    header: Header | None,
+    outcome: str,
+    error: ErrorDetail | None,
+    existing: InboundMessage | None,
+    *,
+    publish: bool = True,
+) -> Reply:
+    """Insert (or, reprocessing, update) the message row with its ACK.
+
+    ``publish=False``: the caller publishes the event, with ``_publish_processed``,
+    once the message has been applied.
+    """
     code = Outcome.ACCEPTED if outcome == Outcome.DUPLICATE else outcome
     text = build_ack(header, code, error)
     ack = text.encode(ack_codec(header.charset if header else ""), errors="replace")
@@ -314,17 +351,32 @@ def _store(
                 message.save()
         except IntegrityError as exc:
             raise _AlreadyApplied from exc
-        events.publish(events.hl7_message_processed, message_id=message.pk, outcome=outcome)
+        reply = Reply(
+            ack=ack,
+            outcome=outcome,
+            message_id=message.pk,
+            message_type=message.message_type,
+            control_id=message.control_id,
+        )
+        if publish:
+            _publish_processed(reply)
+    return reply
+
+
+def _publish_processed(reply: Reply) -> None:
+    events.publish(events.hl7_message_processed, message_id=reply.message_id, outcome=reply.outcome)
+
+
+def _log(reply: Reply, peer: str, error: ErrorDetail | None) -> None:
     where = f" ({error.code} {error.summary().split(':')[0]})" if error and error.segment else ""
     logger.info(
         "HL7 %s %s from %s: %s%s",
-        message.message_type or "?",
-        message.control_id or "?",
+        reply.message_type or "?",
+        reply.control_id or "?",
         peer,
-        outcome,
+        reply.outcome,
         where,
     )
-    return Reply(ack=ack, outcome=outcome, message_id=message.pk)
 
 
 # --- apply: orders ------------------------------------------------------------------------
@@ -414,6 +466,7 @@ def _schedule(step: mapping.StepUpdate, patient: Patient | None, header: Header)
         patient=patient,
         accession_number=step.accession_number,
         fields=_fit(Order, order_fields),
+        likely_new=step.order_control == mapping.ORDER_CONTROL_NEW,
     )
     uid = step.study_instance_uid or _existing_or_new_uid(order, procedure_id, step, order_created)
     procedure = worklist.procedure_upsert(

@@ -16,7 +16,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models.constants import OnConflict
 
 from broker import events
 from worklist.models import (
@@ -56,20 +57,67 @@ def _apply(instance: models.Model, fields: Mapping[str, Any]) -> bool:
     return changed
 
 
+def _insert_if_absent(instance: models.Model) -> bool:
+    """INSERT the new ``instance`` unless a unique key is taken; True if inserted.
+
+    One statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; ``INSERT OR
+    IGNORE`` on SQLite) instead of a savepoint around an INSERT that may fail: a
+    refused row neither raises nor aborts the transaction. It goes through ``save()``,
+    so the models' derived columns (name keys, start date/time) are filled as usual.
+    Only for backends that return columns from an INSERT (PostgreSQL, SQLite >= 3.35).
+    """
+    inserted = True
+
+    def do_insert(
+        manager: models.Manager[Any],
+        using: str,
+        fields: list[models.Field[Any, Any]],
+        returning_fields: list[models.Field[Any, Any]],
+        raw: bool,
+    ) -> list[Any]:
+        nonlocal inserted
+        rows = manager._insert(  # type: ignore[attr-defined]
+            [instance],
+            fields=fields,
+            returning_fields=returning_fields,
+            using=using,
+            raw=raw,
+            on_conflict=OnConflict.IGNORE,
+        )
+        if not rows or rows[0] is None:  # nothing returned: the row was not inserted
+            inserted = False
+            return []
+        return list(rows)
+
+    # An attribute of this instance shadows Model._do_insert for this save only.
+    setattr(instance, "_do_insert", do_insert)  # noqa: B010
+    try:
+        instance.save(force_insert=True)
+    finally:
+        delattr(instance, "_do_insert")
+    return inserted
+
+
 def _get_or_create(
     model: type[M],
     lookup: Mapping[str, Any],
     defaults: Mapping[str, Any],
     *,
     parent_created: bool = False,
+    likely_new: bool = False,
 ) -> tuple[M, bool]:
     """get_or_create that survives a concurrent insert of the same unique key.
 
     Two connections may both miss the row and both insert; the unique constraint lets
     one win, and the loser reads the winner's row instead of creating a duplicate.
-    Django's get_or_create does exactly that: the INSERT runs in a savepoint, and on
-    IntegrityError it reads the row again (under READ COMMITTED it sees the winner's
-    committed row). The caller must be inside a transaction for the row lock to last.
+    The row is read with ``SELECT ... FOR UPDATE`` (kept locked until the caller's
+    transaction ends); a missing row is inserted with ``INSERT ... ON CONFLICT DO
+    NOTHING``: when a concurrent transaction inserted the same key, PostgreSQL waits for
+    it, inserts nothing, and the row is then read again, locked (under READ COMMITTED
+    a new statement sees the winner's committed row). ``likely_new`` tries the INSERT
+    first (one statement for a new row, two for an existing one). Backends without
+    INSERT ... RETURNING use Django's get_or_create (SELECT, then INSERT in a savepoint).
+    The caller must be inside a transaction for the row lock to last.
     """
     if parent_created:
         # The parent row was inserted by this very transaction: nobody else can see it,
@@ -78,9 +126,16 @@ def _get_or_create(
         instance = model(**lookup, **defaults)
         instance.save(force_insert=True)
         return instance, True
-    return model._default_manager.select_for_update().get_or_create(
-        **lookup, defaults=dict(defaults)
-    )
+    manager = model._default_manager
+    if connection.features.can_return_columns_from_insert:
+        if not likely_new:
+            found = list(manager.select_for_update().filter(**lookup)[:1])
+            if found:
+                return found[0], False
+        instance = model(**lookup, **defaults)
+        if _insert_if_absent(instance):
+            return instance, True
+    return manager.select_for_update().get_or_create(**lookup, defaults=dict(defaults))
 
 
 @transaction.atomic(savepoint=False)
@@ -129,14 +184,19 @@ def order_upsert(
     accession_number: str,
     accession_issuer: str = "",
     fields: Mapping[str, Any],
+    likely_new: bool = False,
 ) -> tuple[Order, bool]:
-    """Create or update the order with this accession number; returns (order, created)."""
+    """Create or update the order with this accession number; returns (order, created).
+
+    ``likely_new``: the caller expects a new order (HL7 NW); one statement less then.
+    """
     if not accession_number:
         raise DomainError("Accession Number is empty")
     order, created = _get_or_create(
         Order,
         {"accession_number": accession_number, "accession_issuer": accession_issuer},
         {"patient": patient, **_creatable(Order, fields)},
+        likely_new=likely_new,
     )
     if not created:
         changed = _apply(order, fields)
@@ -165,20 +225,25 @@ def procedure_upsert(
     """
     if not requested_procedure_id:
         raise DomainError("Requested Procedure ID is empty")
-    existing = (
+    lookup = {"order": order, "requested_procedure_id": requested_procedure_id}
+    defaults = {"study_instance_uid": study_instance_uid, **_creatable(RequestedProcedure, fields)}
+    if parent_created and connection.features.can_return_columns_from_insert:
+        # A new order has no procedure yet: the INSERT can only be refused for a Study
+        # Instance UID that is taken, which the check below then reports.
+        procedure = RequestedProcedure(**lookup, **defaults)
+        if _insert_if_absent(procedure):
+            return procedure
+    uid_owner = (
         RequestedProcedure.objects.filter(study_instance_uid=study_instance_uid)
         .values_list("order_id", "requested_procedure_id")
         .first()
     )
-    if existing is not None and existing != (order.pk, requested_procedure_id):
+    if uid_owner is not None and uid_owner != (order.pk, requested_procedure_id):
         raise DomainError(
             f"Study Instance UID {study_instance_uid} already belongs to another procedure"
         )
     procedure, created = _get_or_create(
-        RequestedProcedure,
-        {"order": order, "requested_procedure_id": requested_procedure_id},
-        {"study_instance_uid": study_instance_uid, **_creatable(RequestedProcedure, fields)},
-        parent_created=parent_created,
+        RequestedProcedure, lookup, defaults, parent_created=parent_created
     )
     if not created:
         changed = _apply(procedure, fields)
