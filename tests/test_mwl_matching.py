@@ -18,7 +18,11 @@ from worklist.matching import (
     match,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    # The queries built here hold invalid values and wildcards on purpose; pydicom warns.
+    pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning"),
+]
 
 
 def sps_ids(identifier: Dataset, **options: Any) -> list[str]:
