@@ -339,7 +339,8 @@ def _write(
     with transaction.atomic(savepoint=False):
         try:
             if existing is None:
-                message = InboundMessage.objects.create(**values)
+                message = InboundMessage(**values)
+                worklist.insert_row(message)
             else:
                 message = existing
                 if bytes(existing.raw) != raw and existing.original_raw is None:

@@ -16,8 +16,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, connections, models, transaction
 from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 
 from broker import events
 from worklist.models import (
@@ -57,16 +58,23 @@ def _apply(instance: models.Model, fields: Mapping[str, Any]) -> bool:
     return changed
 
 
-def _insert_if_absent(instance: models.Model) -> bool:
-    """INSERT the new ``instance`` unless a unique key is taken; True if inserted.
+# INSERT statements built once per (model, backend, columns): Django compiles the SQL of
+# every save(); intake inserts the same few shapes of row all day.
+_INSERT_SQL: dict[tuple[Any, ...], str] = {}
 
-    One statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; ``INSERT OR
-    IGNORE`` on SQLite) instead of a savepoint around an INSERT that may fail: a
-    refused row neither raises nor aborts the transaction. It goes through ``save()``,
-    so the models' derived columns (name keys, start date/time) are filled as usual.
-    Only for backends that return columns from an INSERT (PostgreSQL, SQLite >= 3.35).
+
+def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> bool:
+    """``instance.save(force_insert=True)``, with the statement's SQL built only once.
+
+    ``save()`` still runs (the models' derived columns: name keys, start date/time;
+    auto_now values; signals); only its INSERT is replaced, by the same SQL, cached.
+    ``ignore_conflicts``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (``INSERT OR
+    IGNORE`` on SQLite): a row refused for a taken unique key neither raises nor aborts
+    the transaction; returns False then. Only on backends that return columns from an
+    INSERT (PostgreSQL, SQLite >= 3.35); elsewhere Django's own path, unchanged.
     """
     inserted = True
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
 
     def do_insert(
         manager: models.Manager[Any],
@@ -76,18 +84,68 @@ def _insert_if_absent(instance: models.Model) -> bool:
         raw: bool,
     ) -> list[Any]:
         nonlocal inserted
-        rows = manager._insert(  # type: ignore[attr-defined]
-            [instance],
-            fields=fields,
-            returning_fields=returning_fields,
-            using=using,
-            raw=raw,
-            on_conflict=OnConflict.IGNORE,
+        db = connections[using]
+        if not db.features.can_return_columns_from_insert:
+            return list(
+                manager._insert(  # type: ignore[attr-defined]
+                    [instance],
+                    fields=fields,
+                    returning_fields=returning_fields,
+                    using=using,
+                    raw=raw,
+                    on_conflict=on_conflict,
+                )
+            )
+        key = (
+            type(instance),
+            db.vendor,
+            on_conflict,
+            tuple(f.attname for f in fields),
+            tuple(f.attname for f in returning_fields),
         )
-        if not rows or rows[0] is None:  # nothing returned: the row was not inserted
+        sql = _INSERT_SQL.get(key) if not raw else None
+        params: list[Any] | None = None
+        converters: dict[int, Any] = {}
+        compiler = None
+        if sql is not None:
+            values = [f.pre_save(instance, True) for f in fields]
+            if any(hasattr(v, "resolve_expression") for v in values):
+                sql = None  # an expression as a value: Django compiles it
+            else:
+                params = [
+                    f.get_db_prep_save(v, connection=db)
+                    for f, v in zip(fields, values, strict=True)
+                ]
+        if sql is None:
+            query = InsertQuery(type(instance), on_conflict=on_conflict)
+            query.insert_values(fields, [instance], raw=raw)
+            compiler = query.get_compiler(using=using)
+            compiler.returning_fields = returning_fields
+            [(sql, compiled)] = compiler.as_sql()
+            params = list(compiled)
+            table = type(instance)._meta.db_table
+            converters = compiler.get_converters([f.get_col(table) for f in returning_fields])
+            if (
+                not raw
+                and returning_fields
+                and not converters
+                and not compiler.returning_params
+                and sql.count("%s") == len(fields)
+                and not any(hasattr(f, "get_placeholder") for f in fields)
+                and not any(hasattr(v, "as_sql") for v in params)
+            ):
+                _INSERT_SQL[key] = sql
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            if not returning_fields:
+                return []
+            row = cursor.fetchone()  # INSERT ... RETURNING: one row, or none if ignored
+        if row is None:  # nothing returned: the row was not inserted
             inserted = False
             return []
-        return list(rows)
+        if converters and compiler is not None:
+            return [tuple(r) for r in compiler.apply_converters([row], converters)]
+        return [tuple(row)]
 
     # An attribute of this instance shadows Model._do_insert for this save only.
     setattr(instance, "_do_insert", do_insert)  # noqa: B010
@@ -96,6 +154,11 @@ def _insert_if_absent(instance: models.Model) -> bool:
     finally:
         delattr(instance, "_do_insert")
     return inserted
+
+
+def _insert_if_absent(instance: models.Model) -> bool:
+    """INSERT the new ``instance`` unless a unique key is taken; True if inserted."""
+    return insert_row(instance, ignore_conflicts=True)
 
 
 def _get_or_create(
@@ -124,7 +187,7 @@ def _get_or_create(
         # so no child can exist under it yet and nobody else can insert one. One INSERT
         # instead of SELECT + SAVEPOINT + INSERT + RELEASE.
         instance = model(**lookup, **defaults)
-        instance.save(force_insert=True)
+        insert_row(instance)
         return instance, True
     manager = model._default_manager
     if connection.features.can_return_columns_from_insert:
@@ -299,9 +362,11 @@ def step_upsert(
         if not created:
             step.station_ae_titles.exclude(ae_title__in=titles).delete()
             have = set(step.station_ae_titles.values_list("ae_title", flat=True))
-        StationAETitle.objects.bulk_create(
-            [StationAETitle(step=step, ae_title=t) for t in titles if t not in have]
-        )
+        rows = [StationAETitle(step=step, ae_title=t) for t in titles if t not in have]
+        if len(rows) == 1:
+            insert_row(rows[0])
+        elif rows:
+            StationAETitle.objects.bulk_create(rows)
     return step
 
 
