@@ -109,7 +109,9 @@ class Listener:
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), options.idle_timeout)
+                    # asyncio.timeout, not wait_for: no task created for every read.
+                    async with asyncio.timeout(options.idle_timeout):
+                        data = await reader.read(READ_SIZE)
                 except TimeoutError:
                     reason = f"idle for {options.idle_timeout:g} s"
                     break
