@@ -156,6 +156,50 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
     return inserted
 
 
+# SELECT ... FOR UPDATE of one row by its unique key, compiled once per (model, backend,
+# key columns): (SQL, field names, converters, compiler).
+_LOCK_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any], Any]] = {}
+
+
+def _lock_row(model: type[M], lookup: Mapping[str, Any]) -> M | None:
+    """``select_for_update().filter(**lookup).first()``-like, with the SQL built once.
+
+    ``lookup`` holds plain values or model instances (foreign keys), as the upserts use.
+    The compiled statement is only reused when the parameters computed from ``lookup``
+    equal Django's own for the same query; otherwise Django compiles it every time.
+    """
+    db = connection
+    names = tuple(sorted(lookup))  # Q(**kwargs) orders its conditions by name
+    params = [v.pk if isinstance(v, models.Model) else v for v in (lookup[n] for n in names)]
+    key = (model, db.vendor, names)
+    cached = _LOCK_SQL.get(key)
+    if cached is None:
+        queryset = model._default_manager.select_for_update().filter(**lookup)[:1]
+        compiler = queryset.query.get_compiler(using=db.alias)
+        sql, django_params = compiler.as_sql()
+        select = [col for col, _, _ in compiler.select]
+        fields = [getattr(col, "target", None) for col in select]
+        concrete = [f.attname for f in model._meta.concrete_fields]
+        if (
+            list(django_params) != params
+            or any(f is None for f in fields)
+            or [f.attname for f in fields if f is not None] != concrete
+        ):
+            found = list(queryset)
+            return found[0] if found else None
+        cached = (sql, concrete, compiler.get_converters(select), compiler)
+        _LOCK_SQL[key] = cached
+    sql, field_names, converters, compiler = cached
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if converters:
+        row = next(iter(compiler.apply_converters([row], converters)))
+    return model.from_db(db.alias, field_names, row)
+
+
 def _insert_if_absent(instance: models.Model) -> bool:
     """INSERT the new ``instance`` unless a unique key is taken; True if inserted."""
     return insert_row(instance, ignore_conflicts=True)
@@ -192,9 +236,9 @@ def _get_or_create(
     manager = model._default_manager
     if connection.features.can_return_columns_from_insert:
         if not likely_new:
-            found = list(manager.select_for_update().filter(**lookup)[:1])
-            if found:
-                return found[0], False
+            found = _lock_row(model, lookup)
+            if found is not None:
+                return found, False
         instance = model(**lookup, **defaults)
         if _insert_if_absent(instance):
             return instance, True
