@@ -546,7 +546,12 @@ def _station(
         if len(title) > AE_TITLE_MAX:
             raise _key_error(step, f"station AE title {title!r} is longer than 16", 9, 18)
     if titles and source != STATION_FROM_REGISTRY:
-        devices = list(Device.objects.filter(ae_title__in=titles, is_active=True))
+        devices = worklist.select_rows(
+            Device,
+            ("stations", len(titles)),
+            list(titles),
+            lambda: Device.objects.filter(ae_title__in=titles, is_active=True),
+        )
         _registry_details(devices, step_fields)
         return titles
     if source == STATION_FROM_MESSAGE:
@@ -558,8 +563,11 @@ def _station(
     )
     if not modality:
         return None
-    devices = list(
-        Device.objects.filter(role=DeviceRole.MODALITY, is_active=True, modality=modality)
+    devices = worklist.select_rows(
+        Device,
+        "modality",
+        [modality, DeviceRole.MODALITY],
+        lambda: Device.objects.filter(role=DeviceRole.MODALITY, is_active=True, modality=modality),
     )
     location = step_fields.get("location")
     if location:

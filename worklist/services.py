@@ -13,10 +13,12 @@ the admin, MPPS) convert their input into these maps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, connections, models, transaction
+from django.db.models import QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
@@ -156,27 +158,31 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
     return inserted
 
 
-# SELECT ... FOR UPDATE of one row by its unique key, compiled once per (model, backend,
-# key columns): (SQL, field names, converters, compiler).
-_LOCK_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any], Any]] = {}
+# SELECTs of whole rows that the intake runs for every message, compiled once per
+# (model, backend, caller's key): (SQL, field names, converters, compiler).
+_SELECT_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any], Any]] = {}
 
 
-def _lock_row(model: type[M], lookup: Mapping[str, Any]) -> M | None:
-    """``select_for_update().filter(**lookup).first()``-like, with the SQL built once.
+def select_rows(
+    model: type[M], key: Hashable, params: list[Any], queryset: Callable[[], QuerySet[M]]
+) -> list[M]:
+    """``list(queryset())``, with the query's SQL compiled only once per ``key``.
 
-    ``lookup`` holds plain values or model instances (foreign keys), as the upserts use.
-    The compiled statement is only reused when the parameters computed from ``lookup``
-    equal Django's own for the same query; otherwise Django compiles it every time.
+    ``params`` are the query's parameters in Django's order, computed by the caller; the
+    cached SQL is only kept when they equal Django's own for the first query of this
+    key, and when the query selects exactly the model's concrete fields (no joins,
+    annotations or deferred fields). Otherwise Django runs the query, every time.
     """
     db = connection
-    names = tuple(sorted(lookup))  # Q(**kwargs) orders its conditions by name
-    params = [v.pk if isinstance(v, models.Model) else v for v in (lookup[n] for n in names)]
-    key = (model, db.vendor, names)
-    cached = _LOCK_SQL.get(key)
+    cache_key = (model, db.vendor, key)
+    cached = _SELECT_SQL.get(cache_key)
     if cached is None:
-        queryset = model._default_manager.select_for_update().filter(**lookup)[:1]
-        compiler = queryset.query.get_compiler(using=db.alias)
-        sql, django_params = compiler.as_sql()
+        query = queryset()
+        compiler = query.query.get_compiler(using=db.alias)
+        try:
+            sql, django_params = compiler.as_sql()
+        except EmptyResultSet:
+            return []
         select = [col for col, _, _ in compiler.select]
         fields = [getattr(col, "target", None) for col in select]
         concrete = [f.attname for f in model._meta.concrete_fields]
@@ -185,19 +191,32 @@ def _lock_row(model: type[M], lookup: Mapping[str, Any]) -> M | None:
             or any(f is None for f in fields)
             or [f.attname for f in fields if f is not None] != concrete
         ):
-            found = list(queryset)
-            return found[0] if found else None
+            return list(query)
         cached = (sql, concrete, compiler.get_converters(select), compiler)
-        _LOCK_SQL[key] = cached
+        _SELECT_SQL[cache_key] = cached
     sql, field_names, converters, compiler = cached
     with db.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
+        rows: Iterable[Any] = cursor.fetchall()
     if converters:
-        row = next(iter(compiler.apply_converters([row], converters)))
-    return model.from_db(db.alias, field_names, row)
+        rows = compiler.apply_converters(rows, converters)
+    return [model.from_db(db.alias, field_names, row) for row in rows]
+
+
+def _lock_row(model: type[M], lookup: Mapping[str, Any]) -> M | None:
+    """``select_for_update().filter(**lookup).first()``, compiled once (``select_rows``).
+
+    ``lookup`` holds plain values or model instances (foreign keys), as the upserts use.
+    """
+    names = tuple(sorted(lookup))  # Q(**kwargs) orders its conditions by name
+    params = [v.pk if isinstance(v, models.Model) else v for v in (lookup[n] for n in names)]
+    found = select_rows(
+        model,
+        ("lock", names),
+        params,
+        lambda: model._default_manager.select_for_update().filter(**lookup)[:1],
+    )
+    return found[0] if found else None
 
 
 def _insert_if_absent(instance: models.Model) -> bool:
