@@ -171,10 +171,14 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     """The steps for one message.
 
     1. Read MSH; unreadable -> AR. Unsupported type, event or version -> AR.
-    2. Same sender + MSH-10 already applied -> AA, stored as DUPLICATE, nothing applied.
-    3. Decode per MSH-18, split, map (pure); a problem -> AE with its ERR.
-    4. In one transaction: apply, and store the message as AA. The unique "applied
-       once" constraint makes a concurrent copy fail here -> DUPLICATE.
+    2. Same sender + MSH-10 already applied -> AA, stored as DUPLICATE, nothing applied
+       (checked here for a message being reprocessed, in step 4 for a new one).
+    3. Decode per MSH-18, split, map (pure); a problem -> AE with its ERR (or DUPLICATE,
+       if a copy was applied).
+    4. In one transaction: store the message as AA first, then apply it. The unique
+       "applied once" constraint refuses the row of a copy that was applied, or that
+       another connection is applying (PostgreSQL waits for it) -> DUPLICATE, nothing
+       applied.
     5. An application error rolls that whole transaction back (nothing half-applied);
        the message is then stored as AE, with its ERR, in a transaction of its own.
     """
