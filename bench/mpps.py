@@ -42,7 +42,8 @@ from pynetdicom import AE  # noqa: E402
 
 from mpps.dimse import MPPS_SOP_CLASS  # noqa: E402
 from mpps.models import PerformedProcedureStep  # noqa: E402
-from tests.fixtures_mpps import keep_responses, n_create_dataset, n_set_dataset  # noqa: E402
+from tests.fixtures_mpps import n_create_dataset, n_set_dataset  # noqa: E402
+from tests.scu import keep_responses  # noqa: E402
 from worklist.models import ScheduledProcedureStep  # noqa: E402
 from worklist.services import (  # noqa: E402
     order_upsert,

@@ -38,6 +38,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
+from tests.scu import keep_responses  # noqa: E402
+
 STATIONS = ["CT1", "CT2", "MR1", "MR2", "US1", "US2", "CR1", "CR2", "DX1", "NM1"]
 PER_DAY = 200
 BROAD_DAYS = 50
@@ -295,17 +297,7 @@ def pynetdicom_queries(port: int, called: str, values: dict[str, str], runs: int
     ae.add_requested_context(ModalityWorklistInformationFind)
     ae.dimse_timeout = 600
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
-    # pynetdicom 3.0's requestor reactor can take a response meant for a waiting
-    # send_c_find and drop it as "unexpected": put such responses back.
-    serve_request = assoc._serve_request
-
-    def serve(msg: Any, context_id: int) -> None:
-        if not msg.is_valid_request:
-            assoc.dimse.msg_queue.put((context_id, msg))
-            return
-        serve_request(msg, context_id)
-
-    assoc._serve_request = serve  # type: ignore[method-assign]
+    keep_responses(assoc)
     if not assoc.is_established:
         raise SystemExit(f"association with {called} failed")
     times = []

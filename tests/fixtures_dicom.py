@@ -18,6 +18,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
 from broker.dicom import server
+from tests.scu import keep_responses
 from worklist import services
 from worklist.models import ScheduledProcedureStep
 
@@ -102,22 +103,6 @@ def worklist_query(**keys: Any) -> Dataset:
             setattr(item, keyword, value)
         ds.ScheduledProcedureStepSequence = [item]
     return ds
-
-
-def keep_responses(assoc: Any) -> Any:
-    """Work around a race in pynetdicom 3.0's requestor (the SCU side of these tests): its
-    reactor thread can take a response meant for a waiting ``send_c_find`` and drop it as
-    "unexpected". Such a response is put back on the queue ``send_c_find`` reads."""
-    original = assoc._serve_request
-
-    def serve(msg: Any, context_id: int) -> None:
-        if not msg.is_valid_request:
-            assoc.dimse.msg_queue.put((context_id, msg))
-            return
-        original(msg, context_id)
-
-    assoc._serve_request = serve
-    return assoc
 
 
 def find(

@@ -155,23 +155,6 @@ def n_set_dataset(status: str = "COMPLETED", *, series: int = 1) -> Dataset:
 # --- a pynetdicom SCU ------------------------------------------------------------------
 
 
-def keep_responses(assoc: Any) -> Any:
-    """Work around a race in pynetdicom 3.0's requestor: its reactor thread can take the
-    response to a request just sent (``send_*`` reads a stale "paused" flag) and drop it
-    as "unexpected", leaving the caller to time out. Put such a response back on the
-    queue the caller reads. Returns ``assoc``."""
-    original = assoc._serve_request
-
-    def serve(msg: Any, context_id: int) -> None:
-        if not msg.is_valid_request:
-            assoc.dimse.msg_queue.put((context_id, msg))
-            return
-        original(msg, context_id)
-
-    assoc._serve_request = serve
-    return assoc
-
-
 # --- the DICOM listener ------------------------------------------------------------------
 
 

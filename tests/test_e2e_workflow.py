@@ -21,10 +21,10 @@ from tests.fixtures_hl7 import MLLPClient, RunningListener, msa
 from tests.fixtures_mpps import (
     FakeRIS,
     hl7_field,
-    keep_responses,
     n_set_dataset,
     order_status_of_message,
 )
+from tests.scu import keep_responses
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.424242"
 ORDER = (

@@ -17,7 +17,8 @@ from pynetdicom.association import Association
 from broker.dicom import status
 from mpps.dimse import MPPS_SOP_CLASS
 from mpps.models import PerformedProcedureStep
-from tests.fixtures_mpps import keep_responses, make_step, n_create_dataset, n_set_dataset
+from tests.fixtures_mpps import make_step, n_create_dataset, n_set_dataset
+from tests.scu import keep_responses
 from worklist.status import SPSStatus
 
 

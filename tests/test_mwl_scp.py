@@ -31,10 +31,10 @@ from tests.fixtures_dicom import (
     Listener,
     bulk_schedule,
     find,
-    keep_responses,
     schedule,
     worklist_query,
 )
+from tests.scu import keep_responses
 from worklist.models import Device
 
 pytestmark = pytest.mark.django_db(transaction=True)
