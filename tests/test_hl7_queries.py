@@ -14,7 +14,7 @@ from hl7v2.models import InboundMessage
 from hl7v2.services import message_receive
 from hl7v2.status import Outcome
 from tests.hl7_messages import orm, pid
-from worklist.models import Order, Patient, RequestedProcedure, ScheduledProcedureStep
+from worklist.models import Device, Order, Patient, RequestedProcedure, ScheduledProcedureStep
 
 # BEGIN, message row, patient (SELECT + INSERT), order, procedure, device registry, step,
 # station AE title, COMMIT. It was 17 with a duplicate check, get_or_create savepoints
@@ -115,3 +115,25 @@ def test_concurrent_new_orders_with_one_accession_number_create_one_order() -> N
     assert Patient.objects.count() == 1
     assert Order.objects.count() == 1
     assert ScheduledProcedureStep.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_only_the_registry_query_is_reused_never_its_rows() -> None:
+    Device.objects.create(ae_title="CT_A", modality="CT", station_name="CTA", location="R1")
+    assert message_receive(orm(control_id="D1", obr={18: "D1"}).encode(), peer="t").outcome == (
+        Outcome.ACCEPTED
+    )
+    first = ScheduledProcedureStep.objects.get(procedure__order__accession_number="D1")
+    assert list(first.station_ae_titles.values_list("ae_title", flat=True)) == ["CT_A"]
+    assert first.station_name == "CTA"
+    Device.objects.create(ae_title="CT_B", modality="CT")
+    Device.objects.filter(ae_title="CT_A").update(station_name="CTA2")
+    message_receive(orm(control_id="D2", obr={18: "D2"}).encode(), peer="t")
+    second = ScheduledProcedureStep.objects.get(procedure__order__accession_number="D2")
+    titles = sorted(second.station_ae_titles.values_list("ae_title", flat=True))
+    assert titles == ["CT_A", "CT_B"]
+    Device.objects.filter(ae_title="CT_B").update(is_active=False)
+    message_receive(orm(control_id="D3", obr={18: "D3"}).encode(), peer="t")
+    third = ScheduledProcedureStep.objects.get(procedure__order__accession_number="D3")
+    assert list(third.station_ae_titles.values_list("ae_title", flat=True)) == ["CT_A"]
+    assert third.station_name == "CTA2"

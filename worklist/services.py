@@ -159,8 +159,8 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
 
 
 # SELECTs of whole rows that the intake runs for every message, compiled once per
-# (model, backend, caller's key): (SQL, field names, converters, compiler).
-_SELECT_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any], Any]] = {}
+# (model, backend, caller's key): (SQL, field names, converters).
+_SELECT_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any]]] = {}
 
 
 def select_rows(
@@ -192,14 +192,21 @@ def select_rows(
             or [f.attname for f in fields if f is not None] != concrete
         ):
             return list(query)
-        cached = (sql, concrete, compiler.get_converters(select), compiler)
+        cached = (sql, concrete, compiler.get_converters(select))
         _SELECT_SQL[cache_key] = cached
-    sql, field_names, converters, compiler = cached
+    sql, field_names, converters = cached
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         rows: Iterable[Any] = cursor.fetchall()
-    if converters:
-        rows = compiler.apply_converters(rows, converters)
+    if converters:  # as SQLCompiler.apply_converters, with this thread's connection
+        converted = []
+        for row in rows:
+            values = list(row)
+            for pos, (convs, expression) in converters.items():
+                for convert in convs:
+                    values[pos] = convert(values[pos], expression, db)
+            converted.append(values)
+        rows = converted
     return [model.from_db(db.alias, field_names, row) for row in rows]
 
 
