@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
@@ -246,7 +245,3 @@ def mpps_link(*, mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedur
         _follow_up(mpps, [s.pk for s in new])
         logger.info("MPPS %s linked to %d scheduled step(s)", mpps.sop_instance_uid, len(new))
     return len(new)
-
-
-def unscheduled_filter() -> Q:
-    return Q(links__isnull=True)
