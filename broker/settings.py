@@ -226,6 +226,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(CELERY_QUEUE_DIR / "messages"),
         "processed_folder": str(CELERY_QUEUE_DIR / "processed"),
         "store_processed": False,
+        # kombu writes its broadcast exchanges (celery.pidbox) here; without it, into
+        # the current working directory.
+        "control_folder": str(CELERY_QUEUE_DIR / "control"),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -264,3 +267,4 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # Producers (listeners) and the worker share these folders.
     os.makedirs(CELERY_QUEUE_DIR / "messages", exist_ok=True)
     os.makedirs(CELERY_QUEUE_DIR / "processed", exist_ok=True)
+    os.makedirs(CELERY_QUEUE_DIR / "control", exist_ok=True)

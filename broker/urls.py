@@ -10,5 +10,5 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("health/", views.health, name="health"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("broker.api")),
+    path("api/v1/", include("worklist.api")),
 ]

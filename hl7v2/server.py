@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from hl7v2.mllp import FrameDecoder, Oversized, frame
+from core.mllp import FrameDecoder, Oversized, frame
 from hl7v2.services import message_oversized, message_receive
 
 logger = logging.getLogger(__name__)

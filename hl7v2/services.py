@@ -29,7 +29,7 @@ from django.db import (
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
-from broker import events
+from core import events
 from hl7v2 import mapping
 from hl7v2.ack import ErrorDetail, build_ack
 from hl7v2.charsets import ack_codec, decode

@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import N_CREATE, N_SET
 
-from broker.dicom import status
+from core.dicom import status
 from mpps import services
 from mpps.validation import Refusal
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
@@ -120,12 +121,15 @@ def order_status_follow(order_ids: Iterable[int], *, mpps_id: int | None = None)
         _send_after_commit(order.pk)
 
 
-def _send_after_commit(order_id: int) -> None:
-    from mpps.tasks import ris_order_send
+# The worker task that calls :func:`order_send` (``mpps.tasks`` registers it under this
+# name). Queued by name, so that this module need not import the tasks that import it.
+SEND_TASK = "mpps.tasks.ris_order_send"
 
+
+def _send_after_commit(order_id: int) -> None:
     # robust: a queue outage must not fail the DICOM answer; the message stays pending
     # in the outbox and ``ris_pending_send`` picks it up.
-    transaction.on_commit(lambda: ris_order_send.delay(order_id), robust=True)
+    transaction.on_commit(lambda: current_app.send_task(SEND_TASK, args=(order_id,)), robust=True)
 
 
 def backoff(attempts: int) -> float:

@@ -11,7 +11,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from hl7v2.mllp import FrameDecoder, frame
+from core.mllp import FrameDecoder, frame
 from mpps.status import AttemptOutcome
 
 FIELD_SEP = "|"

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from broker import events
+from core import events
 from mpps import dataset as mpps_dataset
 from mpps import outbox, rules, validation
 from mpps.models import (

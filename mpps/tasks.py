@@ -11,7 +11,7 @@ from mpps import outbox
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, max_retries=None, acks_late=True)
+@shared_task(name=outbox.SEND_TASK, bind=True, max_retries=None, acks_late=True)
 def ris_order_send(self: Task, order_id: int) -> int:
     """Send the order's pending status messages in order; retry later if one failed."""
     result = outbox.order_send(order_id)

@@ -16,7 +16,8 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from broker.dicom import status
+from core.dicom import status
+from core.dicom.values import is_uid
 from mpps.status import MPPS_FINAL, MPPSStatus
 
 SCHEDULED_STEP_ATTRIBUTES = Tag("ScheduledStepAttributesSequence")
@@ -101,7 +102,6 @@ FINAL_REQUIRED = (PPS_END_DATE, PPS_END_TIME)
 
 _DA = re.compile(r"^\d{8}$")
 _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?$")
-_UID = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))*$")
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,6 @@ def is_time(value: str) -> bool:
         and (minute is None or int(minute) < 60)
         and (second is None or int(second) < 61)
     )
-
-
-def is_uid(value: str) -> bool:
-    return len(value) <= 64 and bool(_UID.match(value))
 
 
 def _invalid_dates(ds: Dataset) -> list[int]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hl7v2.mllp import END, START, FrameDecoder
+from core.mllp import END, START, FrameDecoder
 from hl7v2.server import Listener, ListenerOptions
 from tests.conftest import get_free_port
 

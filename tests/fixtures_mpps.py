@@ -20,7 +20,7 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from hl7v2.mllp import FrameDecoder, frame
+from core.mllp import FrameDecoder, frame
 from hl7v2.msh import read_header
 from tests.conftest import get_free_port
 from worklist.models import ScheduledProcedureStep

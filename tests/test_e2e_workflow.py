@@ -15,7 +15,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from broker.dicom import status
+from core.dicom import status
 from mpps.dimse import MPPS_SOP_CLASS
 from tests.fixtures_hl7 import MLLPClient, RunningListener, msa
 from tests.fixtures_mpps import (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db import close_old_connections
 
-from broker import events
+from core import events
 from hl7v2.models import InboundMessage
 from hl7v2.services import message_receive, message_reprocess
 from hl7v2.status import Outcome

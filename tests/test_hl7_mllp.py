@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hl7v2.mllp import START, FrameDecoder, Oversized, frame
+from core.mllp import START, FrameDecoder, Oversized, frame
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
 from tests.fixtures_hl7 import MLLPClient, RunningListener, msa

@@ -9,7 +9,7 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
-from broker import events
+from core import events
 from hl7v2.models import InboundMessage
 from hl7v2.services import message_receive
 from hl7v2.status import Outcome

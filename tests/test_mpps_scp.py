@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from broker.dicom import status
+from core.dicom import status
 from mpps.dimse import MPPS_SOP_CLASS
 from mpps.models import PerformedProcedureStep
 from tests.fixtures_mpps import make_step, n_create_dataset, n_set_dataset

@@ -10,8 +10,8 @@ from django.db import connections
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from broker import events
-from broker.dicom import status
+from core import events
+from core.dicom import status
 from mpps import selectors, services
 from mpps.models import OutboundMessage, PerformedProcedureStep
 from mpps.status import MPPSStatus, OrderStatus

@@ -6,7 +6,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from broker.dicom import status
+from core.dicom import status
 from mpps import dataset as mpps_dataset
 from mpps.validation import check_create, check_set
 from tests.fixtures_mpps import n_create_dataset, n_set_dataset, step_item

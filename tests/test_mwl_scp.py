@@ -26,7 +26,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from broker.dicom import server, status
+from broker.dicom import server
+from core.dicom import status
 from tests.fixtures_dicom import (
     Listener,
     bulk_schedule,

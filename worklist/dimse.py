@@ -19,7 +19,7 @@ from pydicom import Dataset
 from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from broker.dicom import net, outcome, status, workers
+from core.dicom import net, outcome, status, workers
 from worklist.matching import MatchOptions, QueryError, match, offending
 from worklist.responses import ResponseBuilder, return_keys
 

@@ -23,9 +23,9 @@ from pydicom import Dataset, dcmread
 from pydicom.multival import MultiValue
 from pydicom.uid import generate_uid
 
+from core.dicom.values import InvalidValue, parse_date, parse_time
 from worklist import services
 from worklist.attributes import SPS_ATTRIBUTES, TOP_ATTRIBUTES, Attr, Source
-from worklist.matching import InvalidQueryValue, parse_date, parse_time
 from worklist.models import ScheduledProcedureStep
 from worklist.status import SPSStatus
 
@@ -164,7 +164,7 @@ def _start(item: Dataset) -> datetime | None:
         day: date = parse_date(day_text, 0x00400002)
         time_text = _text(item, "ScheduledProcedureStepStartTime")
         at = parse_time(time_text, 0x00400003, upper=False) if time_text else time.min
-    except InvalidQueryValue as exc:
+    except InvalidValue as exc:
         raise WorklistFileError(exc.comment) from exc
     return timezone.make_aware(datetime.combine(day, at))
 

@@ -23,7 +23,6 @@ Values of attributes the broker cannot match on are ignored and reported in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -38,7 +37,8 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from broker.dicom import status
+from core.dicom import status, values
+from core.dicom.values import tag_text as _tag_text
 from worklist.attributes import (
     ANNOTATIONS,
     QUERY_RETRIEVE_LEVEL,
@@ -127,41 +127,21 @@ def element_values(element: DataElement) -> list[str]:
     return [str(item).rstrip(" \x00") for item in items]
 
 
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
 # --- DA / TM ----------------------------------------------------------------------
-
-_DA = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
-_TM = re.compile(r"^(\d{2})(?::?(\d{2})(?::?(\d{2})(?:\.(\d{1,6}))?)?)?$")
 
 
 def parse_date(text: str, tag: int) -> date:
-    found = _DA.match(text.strip())
-    if found is None:
-        raise InvalidQueryValue(tag, f"{_tag_text(tag)} is not a DICOM date: {text!r}")
-    year, month, day = (int(g) for g in found.groups())
     try:
-        return date(year, month, day)
-    except ValueError as exc:
-        raise InvalidQueryValue(tag, f"{_tag_text(tag)} is not a valid date: {text!r}") from exc
+        return values.parse_date(text, tag)
+    except values.InvalidValue as exc:
+        raise InvalidQueryValue(exc.tag, exc.comment) from exc
 
 
 def parse_time(text: str, tag: int, *, upper: bool) -> time:
-    """A TM value as the earliest (or, ``upper``, latest) instant it stands for."""
-    found = _TM.match(text.strip())
-    if found is None:
-        raise InvalidQueryValue(tag, f"{_tag_text(tag)} is not a DICOM time: {text!r}")
-    hh, mm, ss, frac = found.groups()
-    hour = int(hh)
-    minute = int(mm) if mm else (59 if upper else 0)
-    second = int(ss) if ss else (59 if upper else 0)
-    fill = "9" if upper else "0"
-    micro = int((frac or "").ljust(6, fill))
-    if hour > 23 or minute > 59 or second > 60:
-        raise InvalidQueryValue(tag, f"{_tag_text(tag)} is not a valid time: {text!r}")
-    return time(hour, minute, min(second, 59), micro)
+    try:
+        return values.parse_time(text, tag, upper=upper)
+    except values.InvalidValue as exc:
+        raise InvalidQueryValue(exc.tag, exc.comment) from exc
 
 
 def _split_range(text: str, tag: int) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
-from broker import events
+from core import events
 from worklist.models import (
     Order,
     Patient,

@@ -27,8 +27,11 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from broker.dicom import outcome, status, workers
-from broker.dicom.net import tune_socket
+from core.dicom import outcome, status, workers
+from core.dicom.net import tune_socket
+from mpps import dimse as mpps_dimse
+from worklist import dimse as worklist_dimse
+from worklist.models import Device
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +73,6 @@ def _ending(assoc: Any) -> str:
 
 def calling_ae_allowed(ae_title: str) -> bool:
     """DICOM_RESTRICT_CALLING_AE: only active devices of the registry may associate."""
-    from worklist.models import Device
-
     return Device.objects.filter(ae_title=ae_title.strip(), is_active=True).exists()
 
 
@@ -148,9 +149,6 @@ def handle_conn_open(event: evt.Event) -> None:
 
 
 def service_modules() -> list[Any]:
-    from mpps import dimse as mpps_dimse
-    from worklist import dimse as worklist_dimse
-
     return [worklist_dimse, mpps_dimse]
 
 

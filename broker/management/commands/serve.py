@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from broker.listeners import ensure_port_free
+from core.listeners import ensure_port_free
 
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0

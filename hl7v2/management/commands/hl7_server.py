@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from broker.listeners import ensure_port_free
+from core.listeners import ensure_port_free
 from hl7v2.server import ListenerOptions, serve
 
 STOP_TIMEOUT = 15.0

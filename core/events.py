@@ -5,7 +5,7 @@ database transaction commits, so listeners (routing, dashboards, RIS status) nev
 a change that was rolled back. Receivers take plain ids and values and should queue
 Celery tasks rather than do slow work inline.
 
-    from broker import events
+    from core import events
     events.step_status_changed.connect(my_receiver)
 """
 

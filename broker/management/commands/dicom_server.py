@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from broker.dicom import server
-from broker.listeners import ensure_port_free, wait_for_stop_signal
+from core.listeners import ensure_port_free, wait_for_stop_signal
 
 
 class Command(BaseCommand):

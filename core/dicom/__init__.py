@@ -1,0 +1,1 @@
+"""DICOM helpers shared by every app that serves or sends DIMSE."""
