@@ -242,6 +242,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- benchmark aids (issue 17) ---------------------------------------------------------
+# The DICOM listener's socket options (core.dicom.net.tune_socket): "nodelay+quickack"
+# (the default), "nodelay", or "off". Only for measuring what they are worth
+# (bench/socket_options.py); never turn them off in service.
+DICOM_TCP_TUNING = _cfg.choice(
+    "DICOM_TCP_TUNING", "nodelay+quickack", ("nodelay+quickack", "nodelay", "off")
+)
+
 # --- logging -------------------------------------------------------------------------
 LOG_LEVEL = _cfg.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
+from django.conf import settings
 from pynetdicom import evt
 from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
@@ -41,15 +42,17 @@ def tune_socket(event: evt.Event) -> None:
     Also starts its :class:`PeerWatch`, so that no C-CANCEL goes unheard.
     """
     PeerWatch.of(event.assoc)
+    # DICOM_TCP_TUNING switches the options off, for benchmarks only.
+    tuning = getattr(settings, "DICOM_TCP_TUNING", "nodelay+quickack")
     assoc_socket: Any = event.assoc.dul.socket
     raw: socket.socket | None = getattr(assoc_socket, "socket", None)
-    if raw is None:
+    if raw is None or tuning == "off":
         return
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         return
-    if _QUICKACK is None:
+    if _QUICKACK is None or tuning != "nodelay+quickack":
         return
     original_recv = assoc_socket.recv
 
