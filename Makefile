@@ -58,7 +58,7 @@ mutate: setup
 	rm -rf mutants
 	@for module in $(MUTATE); do \
 		echo "=== mutmut: $$module"; \
-		env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/mutmut run --max-children $(MUTATE_JOBS) "$$module.*" || exit 1; \
+		env -u DATABASE_URL -u CELERY_BROKER_URL SECRET_KEY=mutation-testing-only $(BIN)/mutmut run --max-children $(MUTATE_JOBS) "$$module.*" || exit 1; \
 	done
 	$(BIN)/mutmut results
 
