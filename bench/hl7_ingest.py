@@ -286,7 +286,13 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--messages", type=int, default=2000, help="per connection count")
+    parser.add_argument(
+        "-n",
+        "--messages",
+        type=int,
+        default=2000,
+        help="messages per case, shared out over its connections (default 2000)",
+    )
     parser.add_argument("--connections", default="1,8", help="comma-separated, default 1,8")
     parser.add_argument("--target", help="host:port of a running listener (default: start one)")
     parser.add_argument("--dicom", help="host:port of the worklist SCP: visibility by C-FIND")
