@@ -129,6 +129,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "audit",
     "broker",
     "worklist",
@@ -206,14 +209,44 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# --- REST API (worklist/api.py, mpps/api.py, hl7v2/api.py; core/api.py) ---------------
+# Reads need the model's view permission (roles: broker/roles.py); pages of results are
+# capped at API_MAX_PAGE_SIZE whatever ?limit= / ?page_size= asks for.
+API_PAGE_SIZE = _cfg.integer("API_PAGE_SIZE", 100, minimum=1)
+API_MAX_PAGE_SIZE = _cfg.integer("API_MAX_PAGE_SIZE", 1000, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.ModelPermissions"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "PAGE_SIZE": API_PAGE_SIZE,
+}
+# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/ and Redoc at /api/redoc/, their
+# JavaScript and CSS served by the broker itself (drf-spectacular-sidecar): no request
+# to another host, so the docs work on a hospital network without internet.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Worklist broker API",
+    "DESCRIPTION": (
+        "Patients, orders, scheduled steps, MPPS, HL7 and RIS message logs, board and "
+        "turnaround figures; /api/v1/mwlitems/ as dcm4chee's MWL-RS (DICOM JSON)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SPSStatusEnum": "worklist.status.SPSStatus",
+        "PriorityEnum": "worklist.status.Priority",
+        "MPPSStatusEnum": "mpps.status.MPPSStatus",
+        "OutboundStateEnum": "mpps.status.OutboundState",
+        "HL7OutcomeEnum": "hl7v2.status.Outcome",
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------
