@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -132,6 +133,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "audit",
     "broker",
     "worklist",
@@ -148,6 +150,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "broker.urls"
@@ -197,6 +201,20 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 
+# --- login rate limiting (django-axes) -------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins of one username from one address, that pair is
+# locked out for AXES_COOLOFF_MINUTES (answer 429); a successful login resets the count.
+AUTHENTICATION_BACKENDS = [
+    "broker.auth.LoginRateLimitBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _cfg.integer("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=_cfg.integer("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failed attempts are kept (that is the lockout); successful logins are not logged.
+AXES_DISABLE_ACCESS_LOG = True
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = _cfg.string("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -225,9 +243,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "PAGE_SIZE": API_PAGE_SIZE,
 }
-# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/ and Redoc at /api/redoc/, their
-# JavaScript and CSS served by the broker itself (drf-spectacular-sidecar): no request
-# to another host, so the docs work on a hospital network without internet.
+# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/, its JavaScript and CSS served by
+# the broker itself (drf-spectacular-sidecar) and its online validator off: no request
+# to another host, so the docs work on a hospital network without internet. (Not
+# drf-spectacular's Redoc page: its template loads web fonts from Google.)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Worklist broker API",
     "DESCRIPTION": (
@@ -238,7 +257,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "SPSStatusEnum": "worklist.status.SPSStatus",
