@@ -46,7 +46,10 @@ def order_body() -> dict[str, Any]:
     return {
         "patient": {"patient_id": "NEW1", "name": "NEW^PATIENT"},
         "procedures": [
-            {"description": "CT chest", "steps": [{"modality": "CT", "start": "2026-12-01T10:00:00Z"}]}
+            {
+                "description": "CT chest",
+                "steps": [{"modality": "CT", "start": "2026-12-01T10:00:00Z"}],
+            }
         ],
     }
 
@@ -148,9 +151,7 @@ def test_resend_needs_its_own_permission(api_as: ApiAs, data: dict[str, Any], ro
 
 
 @pytest.mark.parametrize("role", ALL)
-def test_reprocess_needs_its_own_permission(
-    api_as: ApiAs, data: dict[str, Any], role: str
-) -> None:
+def test_reprocess_needs_its_own_permission(api_as: ApiAs, data: dict[str, Any], role: str) -> None:
     response = api_as(role).post(f"/api/v1/hl7-messages/{data['hl7']}/reprocess/")
     assert response.status_code == expected(role, {ADMINISTRATOR}, 200), response.content
 
