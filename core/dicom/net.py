@@ -25,6 +25,12 @@ from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.pdu_primitives import P_DATA
 
+# The pynetdicom release (major.minor) whose internals this module and
+# broker/dicom/server.py were written against: the association's DUL socket and queue,
+# ``requestor.maximum_length``, C_FIND_RSP encoding, ``Association._target``. Checked at
+# start-up by ``broker.E020``.
+PYNETDICOM_WRITTEN_FOR = "3.0"
+
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
