@@ -1,4 +1,5 @@
-"""The HL7 v2 -> DICOM Modality Worklist mapping, as one table (../shared/hl7-to-mwl-mapping.md).
+"""The HL7 v2 -> DICOM Modality Worklist mapping, as one table (the IHE mapping
+of the project's design notes, summarised in docs/conformance/hl7-interface.md).
 
 Pure: it turns a parsed message into field maps for ``worklist.services`` and never touches
 the database. Each row of ``ORDER_ROWS`` / ``PATIENT_ROWS`` names the DICOM attribute,

@@ -1,7 +1,7 @@
 """Network-level help for pynetdicom: socket options and fast C-FIND answers.
 
 - TCP settings that remove the delayed-ACK / Nagle stalls from every DIMSE exchange.
-  See ``shared/dicom-latency.md``: a DIMSE message is several small writes, so with
+  A DIMSE message is several small writes, so with
   Nagle on, or with the peer's delayed ACK, each direction can wait ~40 ms. We set
   TCP_NODELAY once on each accepted socket and TCP_QUICKACK before each read (Linux
   resets QUICKACK after every ACK).
