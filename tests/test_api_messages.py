@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydicom.uid import generate_uid
 
-from hl7v2.services import message_receive
+from hl7v2.intake import message_receive
 from mpps import services
 from mpps.models import OutboundMessage
 from tests.fixtures_api import ADMINISTRATOR, INTEGRATOR, ApiAs

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hl7v2.services import message_receive
+from hl7v2.intake import message_receive
 from mpps.models import OutboundMessage
 from tests.fixtures_api import ADMINISTRATOR, ANONYMOUS, FRONT_DESK, INTEGRATOR, LEAD, ApiAs
 from tests.fixtures_dicom import local, schedule
