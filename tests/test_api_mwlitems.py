@@ -106,6 +106,27 @@ def test_post_refuses_what_is_not_an_item(api_as: ApiAs) -> None:
     assert "Patient ID" in response.json()["detail"]
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"00100020": "not an element"},
+        {"zz": {"vr": "LO"}},
+        {"00100020": {"Value": ["no VR"]}},
+        {"00400100": {"vr": "SQ", "Value": ["not an item"]}},
+        {"00100020": {"vr": "LO", "Value": ["P1"]}, "00100030": {"vr": "DA", "Value": ["soon"]}},
+        {
+            "00100020": {"vr": "LO", "Value": ["P1"]},
+            "00400100": {"vr": "SQ", "Value": [{"00400020": {"vr": "CS", "Value": ["LOST"]}}]},
+        },
+    ],
+)
+def test_post_answers_400_to_a_malformed_item(api_as: ApiAs, body: dict[str, Any]) -> None:
+    response = api_as(INTEGRATOR).post(URL, body, format="json")
+    assert response.status_code == 400, response.content
+    assert not ScheduledProcedureStep.objects.exists()
+
+
 def test_search_by_keyword_and_dotted_sequence_path(api_as: ApiAs) -> None:
     schedule(patient_id="P1", accession="A1", sps_id="S1", modality="CT", stations=["CT1"])
     schedule(patient_id="P2", accession="A2", sps_id="S2", modality="MR", stations=["MR1"])

@@ -303,11 +303,11 @@ class StepFilter(django_filters.FilterSet):
 
 
 class PatientViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet[Patient]):
-    """Patients. PATCH/PUT corrects demographics (``patient_correct``; not the identifier)."""
+    """Patients. PATCH corrects demographics (``patient_correct``; not the identifier)."""
 
     serializer_class = PatientOutputSerializer
     filterset_class = PatientFilter
-    http_method_names = ["get", "patch", "put", "head", "options"]
+    http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Patient]:
         return selectors.patient_list()
@@ -335,7 +335,7 @@ class OrderViewSet(
 
     serializer_class = OrderOutputSerializer
     filterset_class = OrderFilter
-    http_method_names = ["get", "post", "patch", "put", "head", "options"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
     action_permissions = {"cancel": ["worklist.change_scheduledprocedurestep"]}
 
     def get_queryset(self) -> QuerySet[Order]:

@@ -199,8 +199,13 @@ class MwlItemsView(_MwlView):
             raise ParseError("the body is one DICOM JSON item (an object)")
         try:
             dataset = Dataset.from_json(json.dumps(request.data))
+        except Exception as exc:
+            # pydicom raises what its parsing meets (KeyError, AttributeError, ...): any
+            # of them means the client sent something that is not DICOM JSON.
+            raise ValidationError({"detail": "not DICOM JSON (PS3.18 Annex F)"}) from exc
+        try:
             maps = importer.order_maps(dataset)
-        except (ValueError, TypeError, KeyError, importer.WorklistFileError) as exc:
+        except (ValueError, importer.WorklistFileError) as exc:
             raise ValidationError({"detail": f"not a worklist item: {exc}"}) from exc
         if not maps["procedures"][0]["steps"]:
             raise ValidationError({"detail": "no Scheduled Procedure Step Sequence item"})
