@@ -235,3 +235,9 @@ def test_every_role(api_as: ApiAs, role: str, read: int, write: int) -> None:
     status_write = 204 if write == 200 else write
     assert client.post(f"{URL}1.2.3.6/S1/status/ARRIVED/").status_code == status_write
     assert client.delete(f"{URL}1.2.3.6/S1/").status_code == status_write
+
+
+def test_a_method_mwl_rs_does_not_have_is_a_405(api_as: ApiAs) -> None:
+    client = api_as(INTEGRATOR)
+    assert client.put(URL, item(), format="json").status_code == 405
+    assert client.patch(f"{URL}count/", {}, format="json").status_code == 405

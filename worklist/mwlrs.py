@@ -147,8 +147,9 @@ class _Permission(permissions.BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        perms = getattr(view, "required", None) or self.by_method.get(request.method or "", None)
-        return perms is not None and user.has_perms(perms)
+        perms = getattr(view, "required", None) or self.by_method.get(request.method or "")
+        # No entry: a method no view here has; the view answers 405.
+        return perms is None or user.has_perms(perms)
 
 
 class _MwlView(APIView):
@@ -217,6 +218,8 @@ class MwlItemsView(_MwlView):
         procedures = order.procedures.order_by("-pk")
         if entered["study_instance_uid"]:
             procedures = procedures.filter(study_instance_uid=entered["study_instance_uid"])
+        elif entered["requested_procedure_id"]:
+            procedures = procedures.filter(requested_procedure_id=entered["requested_procedure_id"])
         steps = ScheduledProcedureStep.objects.filter(procedure=procedures[0])
         sps_ids = [s["sps_id"] for s in entered["steps"] if s["sps_id"]]
         if len(sps_ids) == len(entered["steps"]):
