@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import path
 from django.utils import timezone
@@ -369,8 +370,13 @@ class OrderViewSet(
         steps = ScheduledProcedureStep.objects.filter(procedure__order=order).exclude(
             status__in=FINAL
         )
-        for step_id in steps.values_list("pk", flat=True):
-            domain_call(lambda s=step_id: services.step_cancel(actor=request.user, step_id=s))
+        with transaction.atomic():
+            for step_id in steps.values_list("pk", flat=True):
+                try:
+                    services.step_cancel(actor=request.user, step_id=step_id)
+                except services.DomainError:
+                    # Completed or discontinued meanwhile: it stays as it is.
+                    continue
         return self._render(order.pk)
 
 
