@@ -617,7 +617,8 @@ def step_change_status(*, actor: Any, step_id: int, new_status: str) -> Schedule
     if old == new_status:
         return step
     _refuse_final(step, new_status)
-    if not step_set_status(step=step, new_status=new_status, expected=[old]):
+    # The row is locked: the status just read is the one the UPDATE will find.
+    if not step_set_status(step=step, new_status=new_status, expected=[old], current=old):
         raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
     audit_record(
         actor=actor,
@@ -703,7 +704,7 @@ def step_remove(*, actor: Any, step_id: int) -> None:
     old = step.status
     if old in FINAL:
         return
-    if not step_set_status(step=step, new_status=SPSStatus.CANCELED, expected=[old]):
+    if not step_set_status(step=step, new_status=SPSStatus.CANCELED, expected=[old], current=old):
         raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
     audit_record(
         actor=actor,
