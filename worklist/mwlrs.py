@@ -161,7 +161,7 @@ class _MwlView(APIView):
         identifier = identifier_from_query(request.query_params)
         try:
             matching = match(identifier, _options())
-            return_keys(identifier)
+            return_keys(identifier)  # refuses what the answers could not be built for
         except QueryError as exc:
             raise ValidationError({"detail": exc.comment}) from exc
         return identifier, matching.queryset
@@ -225,7 +225,7 @@ class MwlItemsView(_MwlView):
         if len(sps_ids) == len(entered["steps"]):
             steps = steps.filter(sps_id__in=sps_ids)
         # The stored item(s), built as a search would return them.
-        items = _items(_full_identifier(), steps, offset=0, limit=len(entered["steps"]) + 1000)
+        items = _items(_full_identifier(), steps, offset=0, limit=steps.count())
         return Response(items[0] if len(items) == 1 else items, status=status.HTTP_200_OK)
 
 
