@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from pydicom import Dataset
@@ -273,16 +273,18 @@ class MwlItemView(_MwlView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# dcm4chee's clients call these paths without a trailing slash; either form is served
+# (a redirect would lose a POST's body).
 urlpatterns = [
-    path("mwlitems/", MwlItemsView.as_view(), name="mwlitems"),
-    path("mwlitems/count/", MwlCountView.as_view(), name="mwlitems-count"),
-    path(
-        "mwlitems/<str:study_instance_uid>/<str:sps_id>/status/<str:new_status>/",
+    re_path(r"^mwlitems/?$", MwlItemsView.as_view(), name="mwlitems"),
+    re_path(r"^mwlitems/count/?$", MwlCountView.as_view(), name="mwlitems-count"),
+    re_path(
+        r"^mwlitems/(?P<study_instance_uid>[^/]+)/(?P<sps_id>[^/]+)/status/(?P<new_status>[^/]+)/?$",
         MwlStatusView.as_view(),
         name="mwlitem-status",
     ),
-    path(
-        "mwlitems/<str:study_instance_uid>/<str:sps_id>/",
+    re_path(
+        r"^mwlitems/(?P<study_instance_uid>[^/]+)/(?P<sps_id>[^/]+)/?$",
         MwlItemView.as_view(),
         name="mwlitem",
     ),
