@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,16 @@ def test_the_readme_links_every_document_near_its_top() -> None:
     head = (Path(settings.BASE_DIR) / "README.md").read_text(encoding="utf-8").splitlines()[:12]
     for name in DOCUMENTS:
         assert any(f"docs/conformance/{name}" in line for line in head), name
+
+
+def test_the_documents_show_defaults_whatever_the_environment_says() -> None:
+    env = {**os.environ, "DICOM_MAX_PDU": "16384", "BROKER_AE_TITLE": "ELSEWHERE"}
+    run = subprocess.run(
+        [sys.executable, "manage.py", "conformance", "--check"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
