@@ -255,7 +255,6 @@ LOGGING = {
     "loggers": {
         # pynetdicom logs every PDU at DEBUG and identifiers (patient data) on request.
         "pynetdicom": {"level": "WARNING"},
-        "hl7apy": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
     },
 }

@@ -38,7 +38,6 @@ from broker.dicom import server
 from core import mllp
 from core.dicom import status
 from hl7v2 import charsets, errors, mapping, msh
-from hl7v2 import services as hl7_services
 from mpps import ris, validation
 from worklist import attributes, responses
 from worklist.attributes import Attr, Match, Source
@@ -384,11 +383,11 @@ def _structure_name(structure: str) -> str:
 
 def hl7_messages() -> str:
     rows = []
-    for (kind, event), (structure, versions) in sorted(hl7_services.SUPPORTED.items()):
-        if structure == hl7_services.ADT:
-            if event == hl7_services.ADT_MERGE:
+    for (kind, event), (structure, versions) in sorted(mapping.SUPPORTED.items()):
+        if structure == mapping.ADT:
+            if event == mapping.ADT_MERGE:
                 use = "merge: the MRG-1 patient's orders move to the PID-3 patient"
-            elif event == hl7_services.ADT_CHANGE_ID:
+            elif event == mapping.ADT_CHANGE_ID:
                 use = "change of patient identifier: MRG-1 becomes PID-3"
             else:
                 use = "create or update the patient's demographics"
@@ -640,7 +639,7 @@ MPPS = "1.2.840.10008.3.1.2.3.3"
 def ihe_transactions() -> str:
     """Which Scheduled Workflow transactions the code supports, from the tables it runs on."""
     sop = {str(cx.abstract_syntax) for cx in default_ae().supported_contexts}
-    messages = sorted(f"{kind}^{event}" for kind, event in hl7_services.SUPPORTED)
+    messages = sorted(f"{kind}^{event}" for kind, event in mapping.SUPPORTED)
     storage = sorted(u for u in sop if u.startswith("1.2.840.10008.5.1.4.1.1."))
 
     def adt(events: Sequence[str]) -> list[str]:
