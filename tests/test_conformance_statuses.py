@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from broker.dicom import server
+from broker.management.commands import conformance
 from broker.management.commands.conformance import section_text
 from core.dicom import status
 from mpps import dimse as mpps_dimse
@@ -97,6 +98,17 @@ def test_every_status_of_the_listener_itself_is_declared_and_documented() -> Non
     declared = {r.code for r in server.STATUSES}
     assert used <= declared
     assert declared <= documented_codes("echo-statuses")
+
+
+def test_every_service_module_declares_its_statuses_and_each_operation_is_documented() -> None:
+    for module in server.service_modules():
+        assert hasattr(module, "STATUSES"), (
+            f"{module.__name__} has no STATUSES table: declare every status its handlers "
+            "can return (see worklist/dimse.py), and a section for them in the statement "
+            "(broker/management/commands/conformance.py STATUS_SECTIONS)"
+        )
+    for returned in conformance.statuses():
+        assert returned.operation in conformance.STATUS_SECTIONS, returned
 
 
 def test_each_service_declares_only_its_own_operations() -> None:
