@@ -168,3 +168,32 @@ def test_another_called_ae_title_is_rejected_as_documented(default_listener: Lis
     ae.add_requested_context("1.2.840.10008.1.1")
     assoc = ae.associate(default_listener.host, default_listener.port, ae_title="NOT_US")
     assert assoc.is_rejected
+
+
+def test_the_association_limit_rejects_as_documented(free_port: int) -> None:
+    """The documented maximum comes from DICOM_MAX_ASSOCIATIONS; one more is rejected
+    rejected-transient (2), by the service provider (3), local limit exceeded (2)."""
+    assert policy("Maximum number of simultaneous associations") == str(
+        settings.CONFIG_DEFAULTS["DICOM_MAX_ASSOCIATIONS"]
+    )
+    limit = 2
+    # Per-address limits (if the listener has them) must not refuse these first.
+    with override_settings(DICOM_MAX_ASSOCIATIONS=limit, DICOM_MAX_ASSOCIATIONS_PER_HOST=limit + 1):
+        running = server.start("127.0.0.1", free_port, block=False)
+        assert running is not None
+        held = []
+        try:
+            ae = AE(ae_title="CONFORMANCE")
+            ae.add_requested_context("1.2.840.10008.1.1")
+            for _ in range(limit):
+                assoc = ae.associate("127.0.0.1", free_port, ae_title=settings.BROKER_AE_TITLE)
+                assert assoc.is_established
+                held.append(assoc)
+            refused = ae.associate("127.0.0.1", free_port, ae_title=settings.BROKER_AE_TITLE)
+            assert refused.is_rejected
+            primitive = refused.acceptor.primitive
+            assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
+        finally:
+            for assoc in held:
+                assoc.release()
+            running.shutdown()

@@ -156,11 +156,24 @@ def settings_table(prefixes: Sequence[str], skip: Iterable[str] = ()) -> str:
     return table(("Variable", "Default", "Meaning"), rows)
 
 
+def _at_defaults() -> Any:
+    names = [n for n in defaults() if n.startswith(("BROKER_AE_TITLE", "DICOM_", "MWL_"))]
+    return override_settings(**{name: defaults()[name] for name in names})
+
+
 def default_ae() -> AE:
     """The listener's AE as ``start`` builds it, with every setting at its default."""
-    names = [n for n in defaults() if n.startswith(("BROKER_AE_TITLE", "DICOM_", "MWL_"))]
-    with override_settings(**{name: defaults()[name] for name in names}):
+    with _at_defaults():
         return server.build_ae()
+
+
+def default_limits() -> Any:
+    """The listener's connection limits beyond the AE's own, if it has any (``limits()``)."""
+    make = getattr(server, "limits", None)
+    if make is None:
+        return None
+    with _at_defaults():
+        return make()
 
 
 def bound_events() -> set[Any]:
@@ -224,8 +237,10 @@ def presentation_contexts() -> str:
 
 def association_policies() -> str:
     ae = default_ae()
+    limits = default_limits()
     events = bound_events()
     pdu = ae.maximum_pdu_size
+    max_associations = getattr(limits, "max_associations", ae.maximum_associations)
     rows = [
         ("Application context name", f"`{APPLICATION_CONTEXT}`", ""),
         ("Called AE title", f"`{ae.ae_title}`; any other is rejected", "`BROKER_AE_TITLE`"),
@@ -242,8 +257,30 @@ def association_policies() -> str:
         ("Maximum PDU size sent", "the peer's maximum PDU size", ""),
         (
             "Maximum number of simultaneous associations",
-            ae.maximum_associations,
+            max_associations,
             "`DICOM_MAX_ASSOCIATIONS`",
+        ),
+        *(
+            [
+                (
+                    "Maximum connections from one address",
+                    limits.per_host,
+                    "`DICOM_MAX_ASSOCIATIONS_PER_HOST`",
+                )
+            ]
+            if hasattr(limits, "per_host")
+            else []
+        ),
+        *(
+            [
+                (
+                    "Largest DIMSE message received",
+                    f"{limits.max_message} bytes",
+                    "`DICOM_MAX_MESSAGE_BYTES`",
+                )
+            ]
+            if hasattr(limits, "max_message")
+            else []
         ),
         (
             "Asynchronous operations window",
