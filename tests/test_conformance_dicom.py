@@ -192,6 +192,7 @@ def test_the_association_limit_rejects_as_documented(free_port: int) -> None:
             refused = ae.associate("127.0.0.1", free_port, ae_title=settings.BROKER_AE_TITLE)
             assert refused.is_rejected
             primitive = refused.acceptor.primitive
+            assert primitive is not None
             assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
         finally:
             for assoc in held:
