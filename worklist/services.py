@@ -287,41 +287,56 @@ def step_upsert(
     return step
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def step_set_status(
     *,
     step: ScheduledProcedureStep,
     new_status: str,
     expected: Iterable[str] | None = None,
+    current: str | None = None,
 ) -> bool:
     """Move a step to ``new_status`` if it is still in one of ``expected`` states.
 
-    Race-safe: the expected old state is part of the UPDATE's filter, so of two
-    concurrent transitions exactly one applies. Returns False if the step was not in an
-    expected state (``expected=None`` allows any state that is not final, or the same).
+    Race-safe: the old state is part of the UPDATE's filter, so of two concurrent
+    transitions exactly one applies. Returns False if the step was not in an expected
+    state (``expected=None`` allows any state that is not final, or the same).
+    ``current``: the state the caller read, tried first without reading it again; if the
+    step has moved on since, it is read and decided on again.
     """
     allowed = (
         list(expected) if expected is not None else [s for s in SPSStatus.values if s not in FINAL]
     )
-    old = ScheduledProcedureStep.objects.filter(pk=step.pk).values_list("status", flat=True).first()
-    if old is None:
-        raise DomainError("scheduled step no longer exists")
-    if old == new_status:
-        step.status = new_status
-        return True
-    updated = (
-        ScheduledProcedureStep.objects.filter(pk=step.pk, status__in=allowed)
-        .filter(status=old)
-        .update(status=new_status)
-    )
-    if updated != 1:
-        # Nothing changed: the step was in a state this transition may not leave.
-        return False
-    step.status = new_status
-    events.publish(
-        events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
-    )
-    return True
+    old = current
+    for _ in range(2):
+        if old is None:
+            old = (
+                ScheduledProcedureStep.objects.filter(pk=step.pk)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if old is None:
+                raise DomainError("scheduled step no longer exists")
+            current = None  # read now: no second try
+        if old == new_status:
+            step.status = new_status
+            return True
+        if old not in allowed:
+            # The step is in a state this transition may not leave.
+            return False
+        updated = ScheduledProcedureStep.objects.filter(pk=step.pk, status=old).update(
+            status=new_status
+        )
+        if updated == 1:
+            step.status = new_status
+            events.publish(
+                events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
+            )
+            return True
+        if current is None:
+            # Nothing changed: the step left ``old`` under us (or is gone).
+            return False
+        old = None  # the caller's state was stale: read it and decide again
+    return False
 
 
 @transaction.atomic
