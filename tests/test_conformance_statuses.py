@@ -1,16 +1,20 @@
 """Every DIMSE status the services can return, and every worklist key, is in the statement.
 
-The status codes a service can return are read from its code: every ``status.NAME`` of
-``core.dicom.status`` used in the app's modules. Each must be in the service's declared
-``STATUSES`` table, and so in the statement's status section.
+The status codes a service can return are read from its app's code: every ``status.NAME``
+where ``status`` is a status module (``core.dicom.status``, or the app's own) and NAME a
+whole number. Each must be in the service's declared ``STATUSES`` table, and so in the
+statement's status section of its operations.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 from django.conf import settings
 
 from broker.dicom import server
@@ -24,27 +28,28 @@ from worklist import dimse as worklist_dimse
 STATEMENT = "dicom-conformance-statement.md"
 ROOT = Path(settings.BASE_DIR)
 
-# Names of core.dicom.status that the code uses without returning them as a status.
+# Status names the code uses without returning them as a status.
 NOT_RETURNED = {
     # QueryError's class default; only its subclasses are raised (see the test below).
-    "UNABLE_TO_PROCESS",
+    ("core.dicom.status", "UNABLE_TO_PROCESS"),
 }
 # Used as an Error ID (0000,0903), documented with the status it is sent with.
-ERROR_IDS = {"MPPS_NO_LONGER_UPDATABLE"}
+ERROR_IDS = {("core.dicom.status", "MPPS_NO_LONGER_UPDATABLE")}
 
 
-def status_names(files: list[Path]) -> set[str]:
-    """Every ``status.NAME`` in files that import ``core.dicom.status`` as ``status``."""
-    names: set[str] = set()
+def status_uses(files: list[Path]) -> set[tuple[str, str]]:
+    """(status module, NAME) of every ``status.NAME`` in files that ``from X import status``."""
+    uses: set[tuple[str, str]] = set()
     for path in files:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        imports_status = any(
-            isinstance(node, ast.ImportFrom)
-            and node.module == "core.dicom"
-            and any(alias.name == "status" and alias.asname is None for alias in node.names)
+        modules = [
+            f"{node.module}.status"
             for node in ast.walk(tree)
-        )
-        if not imports_status:
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and any(alias.name == "status" and alias.asname is None for alias in node.names)
+        ]
+        if not modules:
             continue
         for node in ast.walk(tree):
             if (
@@ -53,17 +58,21 @@ def status_names(files: list[Path]) -> set[str]:
                 and node.value.id == "status"
                 and node.attr.isupper()
             ):
-                names.add(node.attr)
-    return names
+                uses.add((modules[0], node.attr))
+    return uses
 
 
 def app_files(app: str) -> list[Path]:
     return [p for p in sorted((ROOT / app).rglob("*.py")) if "migrations" not in p.parts]
 
 
+def codes(uses: set[tuple[str, str]]) -> set[int]:
+    values = (getattr(importlib.import_module(module), name) for module, name in uses)
+    return {int(v) for v in values if isinstance(v, int) and not isinstance(v, bool)}
+
+
 def used_codes(files: list[Path]) -> set[int]:
-    names = status_names(files) - NOT_RETURNED - ERROR_IDS
-    return {int(getattr(status, name)) for name in names}
+    return codes(status_uses(files) - NOT_RETURNED - ERROR_IDS)
 
 
 def documented_codes(section: str) -> set[int]:
@@ -73,21 +82,28 @@ def documented_codes(section: str) -> set[int]:
     }
 
 
-def test_every_status_the_worklist_code_uses_is_declared_and_documented() -> None:
-    used = used_codes(app_files("worklist"))
-    declared = {r.code for r in worklist_dimse.STATUSES}
-    assert used <= declared, sorted(hex(c) for c in used - declared)
-    assert declared <= documented_codes("mwl-statuses")
+@pytest.mark.parametrize("module", server.service_modules(), ids=lambda m: m.__name__)
+def test_every_status_a_service_uses_is_declared_and_documented(module: ModuleType) -> None:
+    declared_table = getattr(module, "STATUSES", ())
+    used = used_codes(app_files(module.__name__.split(".")[0]))
+    declared = {r.code for r in declared_table}
+    assert used <= declared, f"{module.__name__}.STATUSES lacks " + ", ".join(
+        f"0x{c:04X}" for c in sorted(used - declared)
+    )
+    sections = {conformance.STATUS_SECTIONS[r.operation] for r in declared_table}
+    documented = set().union(*(documented_codes(s) for s in sections))
+    assert declared <= documented
+
+
+def test_the_worklist_and_mpps_tables_are_found_and_complete() -> None:
+    # The scan must find what the handlers return, or the test above proves nothing.
+    assert {0xFF00, 0xFF01, 0xFE00, 0xA700, 0xA900, 0xC001} <= used_codes(app_files("worklist"))
+    assert {0x0110, 0x0111, 0x0112, 0x0120, 0x0121} <= used_codes(app_files("mpps"))
     # The final success after the last answer is pynetdicom's, not in the code.
-    assert status.SUCCESS in declared
-
-
-def test_every_status_the_mpps_code_uses_is_declared_and_documented() -> None:
-    used = used_codes(app_files("mpps"))
-    declared = {r.code for r in mpps_dimse.STATUSES}
-    assert used <= declared, sorted(hex(c) for c in used - declared)
-    assert declared <= documented_codes("mpps-statuses")
-    error_ids = {int(getattr(status, name)) for name in status_names(app_files("mpps")) & ERROR_IDS}
+    assert status.SUCCESS in {r.code for r in worklist_dimse.STATUSES}
+    mpps_uses = status_uses(app_files("mpps"))
+    error_ids = codes(mpps_uses & ERROR_IDS)
+    assert error_ids == {status.MPPS_NO_LONGER_UPDATABLE}
     assert error_ids <= {r.error_id for r in mpps_dimse.STATUSES}
     for error_id in error_ids:
         assert f"Error ID 0x{error_id:04X}" in section_text(STATEMENT, "mpps-statuses")
