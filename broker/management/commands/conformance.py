@@ -81,8 +81,17 @@ RETURNED: dict[Source, str] = {
     Source.SPS_ITEM: "one item: the step (its requested keys; all of them if the item is empty)",
 }
 
-DICOM_SETTINGS = ("BROKER_", "DICOM_", "MWL_", "TIME_ZONE", "LOG_LEVEL")
-DICOM_SETTINGS_SKIP = {"BROKER_VAR_DIR", "BROKER_HTTP_PORT", "BROKER_HTTP_WORKERS", "BROKER_HTTPS"}
+# Settings in the statement's configuration table: names, or prefixes of names.
+DICOM_SETTINGS = (
+    "BROKER_BIND",
+    "BROKER_DICOM_PORT",
+    "BROKER_AE_TITLE",
+    "BROKER_UID_ROOT",
+    "DICOM_",
+    "MWL_",
+    "TIME_ZONE",
+    "LOG_LEVEL",
+)
 HL7_SETTINGS = (
     "BROKER_BIND",
     "BROKER_HL7_PORT",
@@ -417,7 +426,7 @@ def character_sets() -> str:
 
 
 def dicom_configuration() -> str:
-    return settings_table(DICOM_SETTINGS, DICOM_SETTINGS_SKIP)
+    return settings_table(DICOM_SETTINGS)
 
 
 # --- HL7 interface specification -------------------------------------------------------
