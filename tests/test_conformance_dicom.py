@@ -22,8 +22,8 @@ from tests.scu import keep_responses
 
 STATEMENT = "dicom-conformance-statement.md"
 UID = r"`([0-9.]+)`"
-# pynetdicom proposes at most 128 presentation contexts per association.
-CONTEXTS_PER_ASSOCIATION = 100
+# At most 128 presentation contexts per association (odd context IDs 1..255).
+CONTEXTS_PER_ASSOCIATION = 128
 
 # Common SOP classes and transfer syntaxes a modality or a PACS may propose.
 COMMON_SOP_CLASSES = (
@@ -60,22 +60,27 @@ COMMON_TRANSFER_SYNTAXES = (
 
 
 def rows(section: str) -> list[list[str]]:
-    """The cells of each table row of a generated section of the statement."""
+    """The cells of each table row (headers excluded) of a generated section."""
     out = []
     for line in section_text(STATEMENT, section).splitlines():
         if line.startswith("| ") and not line.startswith("|---"):
             out.append([c.strip() for c in line.strip("|").split(" | ")])
-    return out[1:]  # the header
+    headers = {"Abstract syntax", "List", "Policy"}
+    return [cells for cells in out if cells[0] not in headers]
 
 
 def documented_contexts() -> set[tuple[str, str]]:
-    pairs = set()
+    """(SOP class, transfer syntax) pairs of the presentation context tables."""
+    lists: dict[str, list[str]] = {}
+    contexts: list[tuple[str, str]] = []
     for cells in rows("presentation-contexts"):
-        sop = re.fullmatch(UID, cells[1])
-        assert sop is not None, cells
-        for syntax in re.findall(UID, cells[2]):
-            pairs.add((sop.group(1), syntax))
-    return pairs
+        if len(cells) == 2:  # a transfer syntax list
+            lists[cells[0]] = re.findall(UID, cells[1])
+        else:
+            sop = re.fullmatch(UID, cells[1])
+            assert sop is not None, cells
+            contexts.append((sop.group(1), cells[2]))
+    return {(sop, syntax) for sop, name in contexts for syntax in lists[name]}
 
 
 def policy(name: str) -> str:

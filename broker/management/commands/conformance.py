@@ -230,17 +230,28 @@ def network_services() -> str:
 
 
 def presentation_contexts() -> str:
+    """One row per abstract syntax; its transfer syntaxes as a named list (many SOP
+    classes share one), each list once in a second table."""
+    lists: dict[tuple[str, ...], str] = {}
     rows = []
     for cx in _contexts():
-        syntaxes = "<br>".join(f"{uid_name(ts)} `{ts}`" for ts in cx.transfer_syntax)
+        syntaxes = tuple(str(ts) for ts in cx.transfer_syntax)
+        name = lists.setdefault(syntaxes, f"TS-{len(lists) + 1}")
         scu, scp = _roles(cx)
         role = "SCP" if scp == "Yes" and scu == "No" else ("SCU/SCP" if scp == "Yes" else "SCU")
-        rows.append(
-            (uid_name(cx.abstract_syntax), f"`{cx.abstract_syntax}`", syntaxes, role, "None")
-        )
-    return table(
+        rows.append((uid_name(cx.abstract_syntax), f"`{cx.abstract_syntax}`", name, role, "None"))
+    contexts = table(
         ("Abstract syntax", "SOP class UID", "Transfer syntaxes", "Role", "Extended negotiation"),
         rows,
+    )
+    syntax_rows = [
+        (name, "<br>".join(f"{uid_name(ts)} `{ts}`" for ts in syntaxes))
+        for syntaxes, name in lists.items()
+    ]
+    return (
+        contexts
+        + "\n"
+        + table(("List", "Transfer syntaxes (in the order the AE prefers them)"), syntax_rows)
     )
 
 
