@@ -214,9 +214,18 @@ def _contexts() -> list[Any]:
     return sorted(default_ae().supported_contexts, key=lambda cx: cx.abstract_syntax)
 
 
+def scu_sop_classes() -> set[str]:
+    """SOP classes the broker uses as SCU: each service module may declare them
+    (``SCU_SOP_CLASSES``, e.g. a storage SCU that forwards what the SCP received)."""
+    found: set[str] = set()
+    for module in server.service_modules():
+        found |= {str(uid) for uid in getattr(module, "SCU_SOP_CLASSES", ())}
+    return found
+
+
 def _roles(cx: Any) -> tuple[str, str]:
     """(SCU, SCP) for a supported context: pynetdicom accepts it as SCP unless told otherwise."""
-    scu = "Yes" if cx.scu_role else "No"
+    scu = "Yes" if cx.scu_role or str(cx.abstract_syntax) in scu_sop_classes() else "No"
     scp = "No" if cx.scp_role is False else "Yes"
     return scu, scp
 
@@ -237,8 +246,8 @@ def presentation_contexts() -> str:
     for cx in _contexts():
         syntaxes = tuple(str(ts) for ts in cx.transfer_syntax)
         name = lists.setdefault(syntaxes, f"TS-{len(lists) + 1}")
-        scu, scp = _roles(cx)
-        role = "SCP" if scp == "Yes" and scu == "No" else ("SCU/SCP" if scp == "Yes" else "SCU")
+        # The role the listener takes on an association it accepts.
+        role = "SCU/SCP" if cx.scu_role else "SCP"
         rows.append((uid_name(cx.abstract_syntax), f"`{cx.abstract_syntax}`", name, role, "None"))
     contexts = table(
         ("Abstract syntax", "SOP class UID", "Transfer syntaxes", "Role", "Extended negotiation"),
