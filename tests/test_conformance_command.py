@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from broker.config import Config
 from broker.management.commands.conformance import DOCS_DIR, DOCUMENTS
 
 STATEMENT = "dicom-conformance-statement.md"
@@ -99,3 +100,15 @@ def test_the_documents_show_defaults_whatever_the_environment_says() -> None:
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_the_configuration_records_each_default_not_the_value_read() -> None:
+    config = Config(environ={"DICOM_MAX_PDU": "16384", "BROKER_AE_TITLE": "ELSEWHERE"})
+    assert config.integer("DICOM_MAX_PDU", 262144) == 16384
+    assert config.ae_title("BROKER_AE_TITLE", "WORKLIST") == "ELSEWHERE"
+    assert config.boolean("DICOM_RESTRICT_CALLING_AE", False) is False
+    assert config.defaults == {
+        "DICOM_MAX_PDU": 262144,
+        "BROKER_AE_TITLE": "WORKLIST",
+        "DICOM_RESTRICT_CALLING_AE": False,
+    }
