@@ -13,11 +13,12 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from pydicom import Dataset
 from pynetdicom import AE, build_context
 
 from broker.dicom import server
 from broker.management.commands.conformance import section_text
-from tests.fixtures_dicom import Listener
+from tests.fixtures_dicom import Listener, find, schedule
 from tests.scu import keep_responses
 
 STATEMENT = "dicom-conformance-statement.md"
@@ -60,13 +61,14 @@ COMMON_TRANSFER_SYNTAXES = (
 
 
 def rows(section: str) -> list[list[str]]:
-    """The cells of each table row (headers excluded) of a generated section."""
-    out = []
+    """The cells of each table row of a generated section, header rows left out."""
+    out: list[list[str]] = []
     for line in section_text(STATEMENT, section).splitlines():
-        if line.startswith("| ") and not line.startswith("|---"):
+        if line.startswith("|---"):
+            out.pop()  # the header above the separator
+        elif line.startswith("| "):
             out.append([c.strip() for c in line.strip("|").split(" | ")])
-    headers = {"Abstract syntax", "List", "Policy"}
-    return [cells for cells in out if cells[0] not in headers]
+    return out
 
 
 def documented_contexts() -> set[tuple[str, str]]:
@@ -203,3 +205,67 @@ def test_the_association_limit_rejects_as_documented(free_port: int) -> None:
             for assoc in held:
                 assoc.release()
             running.shutdown()
+
+
+def documented_keys() -> list[tuple[int, str, int]]:
+    """(tag, VR, depth) of each row of the statement's worklist key table."""
+    keys = []
+    for cells in rows("mwl-keys"):
+        match = re.fullmatch(r"`\(([0-9A-F]{4}),([0-9A-F]{4})\)`", cells[1])
+        assert match is not None, cells
+        depth = len(cells[0]) - len(cells[0].lstrip(">"))
+        keys.append((int(match.group(1) + match.group(2), 16), cells[2], depth))
+    return keys
+
+
+def query_of_every_documented_key() -> tuple[Dataset, set[int], set[int]]:
+    """An identifier asking for every documented key (universal matching), with the
+    top-level tags and the SPS item's tags it asks for."""
+    identifier = Dataset()
+    top: set[int] = set()
+    sps: set[int] = set()
+    parent: Dataset | None = None
+    for tag, vr, depth in documented_keys():
+        if tag == 0x00080005:  # Specific Character Set: not a key
+            continue
+        if depth == 0:
+            if vr == "SQ":
+                item = Dataset()
+                identifier.add_new(tag, vr, [item])
+                parent = item if tag == 0x00400100 else None
+            else:
+                identifier.add_new(tag, vr, None)
+            top.add(tag)
+        elif depth == 1 and parent is not None:
+            parent.add_new(tag, vr, [] if vr == "SQ" else None)
+            sps.add(tag)
+    return identifier, top, sps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scp_knows_and_returns_every_documented_key(dicom_listener: Listener) -> None:
+    schedule(accession="ACONF", sps_id="SCONF")
+    identifier, top, sps = query_of_every_documented_key()
+    assert 0x00400100 in top and 0x00400001 in sps
+    answers = find(dicom_listener, identifier)
+    # Every key documented is known to the SCP: no 0xFF01 (unsupported key) for any.
+    assert [code for code, _ in answers] == [0xFF00, 0x0000]
+    answer = answers[0][1]
+    assert answer is not None
+    assert top <= {int(element.tag) for element in answer}
+    item = answer[0x00400100].value[0]
+    assert sps <= {int(element.tag) for element in item}
+    assert answer.SpecificCharacterSet in ("ISO_IR 100", "ISO_IR 192")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_the_statement_does_not_list_is_answered_as_unsupported(
+    dicom_listener: Listener,
+) -> None:
+    assert 0x00101010 not in {tag for tag, _, _ in documented_keys()}  # Patient's Age
+    schedule(accession="ACONF", sps_id="SCONF")
+    identifier = Dataset()
+    identifier.PatientID = ""
+    identifier.PatientAge = ""
+    answers = find(dicom_listener, identifier)
+    assert [code for code, _ in answers] == [0xFF01, 0x0000]
