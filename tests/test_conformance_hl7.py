@@ -17,8 +17,9 @@ import pytest
 from django.conf import settings
 
 from broker.management.commands.conformance import section_text
-from hl7v2 import errors, mapping, msh
+from hl7v2 import errors, intake, mapping, msh
 from hl7v2.parser import Segment, parse
+from hl7v2.status import Outcome
 from tests.hl7_messages import CR, adt, omi, orm, pid, segment
 from tests.hl7_messages import msh as msh_segment
 
@@ -201,3 +202,50 @@ def test_every_ack_error_code_sent_is_declared_and_documented() -> None:
     section = section_text(SPEC, "ack-errors")
     for code in used:
         assert f"| {code} |" in section
+
+
+def documented_messages() -> dict[str, set[str]]:
+    """Message type -> versions, from the specification's table of supported messages."""
+    out: dict[str, set[str]] = {}
+    for line in section_text(SPEC, "messages").splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        out[cells[0]] = {v.strip() for v in cells[1].split(",")}
+    return out
+
+
+def message_of(message_type: str, version: str, control_id: str) -> bytes:
+    kind, event = message_type.split("^")
+    if kind == "ADT":
+        text = adt(event, control_id=control_id, version=version, mrg="OLD^^^HOSP")
+    elif kind == "OMI":
+        text = omi(control_id=control_id, version=version, message_type="OMI^O23^OMI_O23")
+    else:
+        text = orm(control_id=control_id, version=version)
+        text = text.replace("ORM^O01", message_type, 1)
+    return text.encode("ascii")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broker_takes_exactly_the_documented_messages_and_versions() -> None:
+    documented = documented_messages()
+    assert {"ORM^O01", "OMI^O23", "ADT^A08"} <= set(documented)
+    all_versions = {"2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7"}
+    number = 0
+    for message_type, versions in sorted(documented.items()):
+        for version in sorted(all_versions):
+            number += 1
+            reply = intake.message_receive(
+                message_of(message_type, version, f"C{number}"), peer="conformance"
+            )
+            # Supported: stored and applied or refused on its content, never AR.
+            expected_rejected = version not in versions
+            assert (reply.outcome == Outcome.REJECTED) == expected_rejected, (
+                message_type,
+                version,
+                reply.outcome,
+            )
+    for unsupported in ("ORU^R01", "ADT^A02", "SIU^S12"):
+        number += 1
+        reply = intake.message_receive(message_of(unsupported, "2.5.1", f"C{number}"), peer="x")
+        assert reply.outcome == Outcome.REJECTED, unsupported
+        assert unsupported not in documented
