@@ -249,3 +249,17 @@ def test_the_broker_takes_exactly_the_documented_messages_and_versions() -> None
         reply = intake.message_receive(message_of(unsupported, "2.5.1", f"C{number}"), peer="x")
         assert reply.outcome == Outcome.REJECTED, unsupported
         assert unsupported not in documented
+
+
+def test_the_order_status_table_is_what_the_mapping_does() -> None:
+    lines = section_text(SPEC, "order-status").splitlines()[2:]
+    pairs = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+    assert len(pairs) >= 5
+    config = mapping.MappingConfig()
+    for control, order_status, sps_status in pairs:
+        message = parse(orm(orc={1: control, 5: order_status}))
+        assert mapping.order_message(message, mapping.ORM, config).steps[0].sps_status == sps_status
+    with pytest.raises(errors.MappingError) as refused:
+        mapping.order_message(parse(orm(orc={1: "NW", 5: "ZZ"})), mapping.ORM, config)
+    assert refused.value.code == errors.TABLE_VALUE_NOT_FOUND
+    assert "| 103 |" in section_text(SPEC, "ack-errors")
