@@ -154,13 +154,13 @@ def readme_meanings() -> dict[str, str]:
     return meanings
 
 
-def settings_table(prefixes: Sequence[str], skip: Iterable[str] = ()) -> str:
+def settings_table(prefixes: Sequence[str]) -> str:
+    """Variable, default and the README's meaning of each setting named by ``prefixes``."""
     meanings = readme_meanings()
-    skipped = set(skip)
     rows = [
         (f"`{name}`", default_text(value), meanings.get(name, "(not in the README)"))
         for name, value in defaults().items()
-        if name.startswith(tuple(prefixes)) and name not in skipped
+        if name.startswith(tuple(prefixes))
     ]
     return table(("Variable", "Default", "Meaning"), rows)
 
@@ -450,12 +450,6 @@ def dicom_configuration() -> str:
 
 
 # --- HL7 interface specification -------------------------------------------------------
-
-
-def _structure_name(structure: str) -> str:
-    return {mapping.ORM: "order (ORM^O01 structure)", mapping.OMI: "order (OMI^O23 structure)"}.get(
-        structure, "patient"
-    )
 
 
 def hl7_messages() -> str:
