@@ -37,8 +37,14 @@ NOT_RETURNED = {
 ERROR_IDS = {("core.dicom.status", "MPPS_NO_LONGER_UPDATABLE")}
 
 
+# Packages whose ``status`` modules hold DIMSE status codes; ``rest_framework.status``
+# (HTTP codes, in the apps' REST APIs) is not one of them.
+PROJECT_PACKAGES = {"core", "broker", "worklist", "hl7v2", "mpps", "routing"}
+
+
 def status_uses(files: list[Path]) -> set[tuple[str, str]]:
-    """(status module, NAME) of every ``status.NAME`` in files that ``from X import status``."""
+    """(status module, NAME) of every ``status.NAME`` in files that ``from X import status``
+    for a project package X."""
     uses: set[tuple[str, str]] = set()
     for path in files:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -47,6 +53,7 @@ def status_uses(files: list[Path]) -> set[tuple[str, str]]:
             for node in ast.walk(tree)
             if isinstance(node, ast.ImportFrom)
             and node.module
+            and node.module.split(".")[0] in PROJECT_PACKAGES
             and any(alias.name == "status" and alias.asname is None for alias in node.names)
         ]
         if not modules:
