@@ -83,6 +83,8 @@ def test_each_escape_sequence_decodes_as_the_standard_says(text: str, expected: 
         ("\\", "\\"),
         ("a\\F\\b\\c", "a|b\\c"),
         ("\\Q\\", "\\Q\\"),
+        # Two escape characters in a row are no sequence; the next one opens one.
+        ("\\\\x\\F\\", "\\\\x|"),
         ("\\XZZ\\", "\\XZZ\\"),
         ("\\X\\", "\\X\\"),
         ("no escapes", "no escapes"),
@@ -248,6 +250,22 @@ def test_a_message_must_start_with_msh(text: str) -> None:
     with pytest.raises(MappingError) as info:
         parse(text)
     assert (info.value.segment, info.value.code) == ("MSH", "100")
+    assert info.value.text == "message does not start with an MSH segment"
+
+
+def test_a_second_msh_is_the_second_occurrence() -> None:
+    message = parse("\r".join([MSH, "PID|||P1", MSH]))
+    assert [(s.name, s.occurrence) for s in message.segments] == [
+        ("MSH", 1),
+        ("PID", 1),
+        ("MSH", 2),
+    ]
+
+
+def test_a_long_bad_segment_name_is_quoted_up_to_ten_characters() -> None:
+    with pytest.raises(MappingError) as info:
+        parse(MSH + "\rABCDEFGHIJKLMNOP|x")
+    assert info.value.text == "'ABCDEFGHIJ' is not a segment name"
 
 
 @pytest.mark.parametrize(("line", "segment"), [("PIDX|1", "PID"), ("P1|x", "P1"), ("P-D|x", "P-D")])

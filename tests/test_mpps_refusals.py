@@ -134,6 +134,19 @@ def test_the_comment_words_of_each_refusal() -> None:
     assert refuse_set(modification).status == INVALID_ATTRIBUTE_VALUE
 
 
+def test_the_comment_words_of_the_n_set_refusals() -> None:
+    bad = n_set_dataset()
+    bad.PerformedProcedureStepStatus = "DONE"
+    assert refuse_set(bad).comment == "Invalid 00400252 PerformedProcedureStepStatus"
+    unfinished = n_set_dataset()
+    unfinished.PerformedProcedureStepEndTime = ""
+    refusal = refuse_set(unfinished)
+    assert (refusal.status, refusal.comment) == (
+        MISSING_ATTRIBUTE_VALUE,
+        "No value 00400251 PerformedProcedureStepEndTime",
+    )
+
+
 def test_a_refusal_without_tags_has_just_its_words() -> None:
     refusal = validation._refusal(PROCESSING_FAILURE, "Broken", [])
     assert (refusal.comment, refusal.tags) == ("Broken", ())
@@ -168,6 +181,7 @@ def test_text_reads_absent_empty_and_multi_valued_elements() -> None:
         ("20260001", False),
         ("20261301", False),
         ("20261001", True),
+        ("20261125 ", False),
         ("20260910", True),
         ("2026112", False),
         ("202611251", False),
