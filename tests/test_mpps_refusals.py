@@ -106,14 +106,14 @@ def test_several_tags_are_listed_with_commas_and_the_comment_is_cut_at_64() -> N
     assert validation.tag_list([0x00100010, 0x00100020]) == "00100010,00100020"
     assert validation.tag_list([]) == ""
     ds = create()
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID"):
+    keywords = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID")
+    for keyword in (*keywords, "PerformedLocation"):
         delattr(ds, keyword)
     refusal = check_create(ds)
     assert refusal is not None
-    assert refusal.tags == (0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00200010)
-    assert (
-        refusal.comment == "Missing 00100010,00100020,00100030,00100040,00200010 PatientName"[:64]
-    )
+    assert refusal.tags == (0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00400243, 0x00200010)
+    full = "Missing 00100010,00100020,00100030,00100040,00400243,00200010 PatientName"
+    assert refusal.comment == full[:64]
     assert len(refusal.comment) == 64
 
 
