@@ -181,3 +181,124 @@ def test_a_date_or_time_key_takes_one_value_or_one_range(sps: dict[str, list[str
     tag = DATE_TAG if "ScheduledProcedureStepStartDate" in sps else TIME_TAG
     assert info.value.tag == tag
     assert "takes one value or one range" in info.value.comment
+
+
+# --- through match(): the identifier's structure (no database needed to build it) -------
+
+
+def test_offending_element_names_the_tag_or_nothing() -> None:
+    from worklist.matching import offending
+
+    assert offending(None) is None
+    assert offending(DATE_TAG) == [DATE_TAG]
+
+
+def test_a_time_range_may_be_a_single_instant() -> None:
+    # The end's precision reaches the start: not "ends before it starts".
+    assert time_range("100000.999999-100000", TIME_TAG) == (
+        dt.time(10, 0, 0, 999999),
+        dt.time(10, 0, 0, 999999),
+    )
+
+
+def test_a_bad_end_of_a_date_range_names_its_tag() -> None:
+    with pytest.raises(InvalidQueryValue) as info:
+        date_range("20261125-20261399", DATE_TAG)
+    assert info.value.tag == DATE_TAG
+
+
+def test_only_trailing_padding_is_dropped_from_an_unknown_vr() -> None:
+    assert element_values(DataElement(0x00091010, "UN", b"AX \x00")) == ["AX"]
+
+
+def test_two_birth_dates_are_an_invalid_value_naming_the_tag() -> None:
+    from tests.fixtures_dicom import worklist_query
+    from worklist.matching import match
+
+    with pytest.raises(InvalidQueryValue) as info:
+        match(worklist_query(PatientBirthDate=["19700101", "19800101"]))
+    assert info.value.tag == 0x00100030
+
+
+SPS_SEQUENCE_TAG = 0x00400100
+IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+
+
+def test_the_sps_must_be_a_sequence_of_at_most_one_item() -> None:
+    from pydicom import Dataset
+
+    from worklist.matching import IdentifierDoesNotMatch, match
+
+    not_a_sequence = Dataset()
+    not_a_sequence.add_new(SPS_SEQUENCE_TAG, "LO", "CT")
+    with pytest.raises(IdentifierDoesNotMatch) as info:
+        match(not_a_sequence)
+    assert (info.value.tag, info.value.status) == (
+        SPS_SEQUENCE_TAG,
+        IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+    )
+    assert info.value.comment == "ScheduledProcedureStepSequence must be a sequence"
+    two = Dataset()
+    two.ScheduledProcedureStepSequence = [Dataset(), Dataset()]
+    with pytest.raises(IdentifierDoesNotMatch) as info:
+        match(two)
+    assert info.value.tag == SPS_SEQUENCE_TAG
+    assert (
+        info.value.comment == "ScheduledProcedureStepSequence may hold one item in a query, not 2"
+    )
+
+
+def test_every_unsupported_key_in_the_sps_item_is_reported() -> None:
+    from pydicom import Dataset
+
+    from worklist.matching import match
+
+    item = Dataset()
+    # Neither is a matching key here: (0040,0400) is returned only, (0040,0004) unknown.
+    item.CommentsOnTheScheduledProcedureStep = "x"
+    item.ScheduledProcedureStepEndDate = "20261125"
+    item.Modality = "CT"
+    item.RequestedContrastAgent = ""  # universal: asks for the value, nothing to match
+    query = Dataset()
+    query.ScheduledProcedureStepSequence = [item]
+    assert sorted(match(query).unsupported) == [0x00400004, 0x00400400]
+
+
+@pytest.mark.django_db
+def test_birth_date_ranges_have_both_ends() -> None:
+    from tests.fixtures_dicom import schedule, worklist_query
+    from worklist.matching import MatchOptions, match
+
+    for n, born in enumerate(("1950-05-05", "1970-01-02", "1990-12-31")):
+        schedule(
+            patient_id=f"P{n}", accession=f"A{n}", sps_id=f"S{n}", patient={"birth_date": born}
+        )
+
+    def ids(value: str) -> list[str]:
+        query = worklist_query(PatientBirthDate=value)
+        return sorted(match(query, MatchOptions()).queryset.values_list("sps_id", flat=True))
+
+    assert ids("19600101-19800101") == ["S1"]
+    assert ids("19700102") == ["S1"]
+    assert ids("19700102-") == ["S1", "S2"]
+    assert ids("-19700102") == ["S0", "S1"]
+    assert ids("19500505-19901231") == ["S0", "S1", "S2"]
+
+
+@pytest.mark.django_db
+def test_names_ignore_case_when_the_site_asks() -> None:
+    from tests.fixtures_dicom import schedule, worklist_query
+    from worklist.matching import MatchOptions, match
+
+    schedule(patient_name="DOE^JOHN", order={"referring_physician": "Smith^Anna"})
+
+    def count(options: MatchOptions, **keys: str) -> int:
+        return match(worklist_query(**keys), options).queryset.count()
+
+    exact, folded = MatchOptions(), MatchOptions(pn_case_insensitive=True)
+    assert count(exact, PatientName="doe^john") == 0
+    assert count(folded, PatientName="doe^john") == 1
+    assert count(folded, PatientName="do*") == 1
+    assert count(folded, ReferringPhysicianName="SMITH^ANNA") == 1
+    assert count(exact, ReferringPhysicianName="SMITH^ANNA") == 0
+    assert count(folded, PatientName="SMITH*") == 0
