@@ -11,4 +11,5 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("worklist.api")),
+    path("api/v1/", include("routing.api")),
 ]

@@ -6,6 +6,8 @@ serves as SCP) and ``handlers()`` (``(event, handler)`` pairs):
 - Verification (C-ECHO): here.
 - Modality Worklist C-FIND: ``worklist.dimse``.
 - Modality Performed Procedure Step N-CREATE / N-SET: ``mpps.dimse``.
+- Storage C-STORE (received for routing): ``routing.dimse``; a module may name its own
+  ``TRANSFER_SYNTAXES``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from core.dicom import outcome, status, workers
 from core.dicom.net import tune_socket
 from mpps import dimse as mpps_dimse
+from routing import dimse as routing_dimse
 from worklist import dimse as worklist_dimse
 from worklist.models import Device
 
@@ -149,7 +152,7 @@ def handle_conn_open(event: evt.Event) -> None:
 
 
 def service_modules() -> list[Any]:
-    return [worklist_dimse, mpps_dimse]
+    return [worklist_dimse, mpps_dimse, routing_dimse]
 
 
 def handlers() -> list[Any]:
@@ -168,8 +171,9 @@ def build_ae() -> AE:
     ae = AE(ae_title=settings.BROKER_AE_TITLE)
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
     for module in service_modules():
+        syntaxes = getattr(module, "TRANSFER_SYNTAXES", TRANSFER_SYNTAXES)
         for uid in module.SOP_CLASSES:
-            ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+            ae.add_supported_context(uid, syntaxes)
     # Associations addressed to another called AE title are rejected.
     ae.require_called_aet = True
     ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS

@@ -1,0 +1,101 @@
+"""Storage SCP (PS3.4 Annex B): C-STORE on the broker's DICOM listener.
+
+Thin handler: check what arrived, write its bytes (as received, never decoded and
+re-encoded) to the spool atomically, record one row, and only then answer success.
+The association thread writes the file; the row is written on the listener's database
+workers. Nothing else happens here: whether the study is complete is decided later.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+from typing import Any, cast
+
+from django.db import DatabaseError
+from pydicom.dataset import Dataset
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.presentation import AllStoragePresentationContexts
+
+from core.dicom import outcome, workers
+from routing import services, spool, status
+from routing.dataset import InvalidInstance, read_header
+
+logger = logging.getLogger(__name__)
+
+# Every storage SOP class pynetdicom knows (CT, MR, CR, DX, MG, US, NM, PET, XA, RF,
+# SC, enhanced and multi-frame classes, SR, presentation states, KOS, RT...), in every
+# transfer syntax: compressed data is kept as received.
+SOP_CLASSES: list[str] = [str(c.abstract_syntax) for c in AllStoragePresentationContexts]
+TRANSFER_SYNTAXES: list[str] = [str(uid) for uid in AllTransferSyntaxes]
+
+
+def _failure(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+def handle_store(event: evt.Event) -> int | Dataset:
+    request = cast(C_STORE, event.request)
+    assoc: Any = event.assoc
+    calling = str(assoc.requestor.ae_title or "").strip()
+    sop_uid = str(request.AffectedSOPInstanceUID or "")
+    try:
+        part10 = event.encoded_dataset(include_meta=True)
+        header = read_header(part10)
+    except InvalidInstance as exc:
+        logger.warning("C-STORE %s from %s refused: %s", sop_uid, calling, exc)
+        outcome.count(assoc, "store_refused")
+        return _failure(status.STORE_CANNOT_UNDERSTAND, f"Cannot understand: {exc}")
+    if (
+        header.sop_class_uid != str(request.AffectedSOPClassUID)
+        or header.sop_instance_uid != sop_uid
+    ):
+        logger.warning("C-STORE %s from %s refused: SOP class or instance differ", sop_uid, calling)
+        outcome.count(assoc, "store_refused")
+        return _failure(
+            status.STORE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            "Data set does not match the SOP class or instance of the request",
+        )
+    dataset_bytes = cast(Any, request.DataSet).getbuffer()
+    digest = hashlib.sha256(dataset_bytes).hexdigest()
+    relative = spool.relative_path(header.study_instance_uid, header.sop_instance_uid, digest)
+    already_there = spool.absolute(relative).is_file()
+    if not already_there:
+        try:
+            spool.write(relative, [part10])
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            logger.error("C-STORE %s from %s: spool write failed: %s", sop_uid, calling, exc)
+            outcome.count(assoc, "store_failed")
+            return _failure(
+                status.STORE_OUT_OF_RESOURCES,
+                "Out of resources: spool full" if full else "Out of resources: spool write failed",
+            )
+    spooled = services.Spooled(
+        header=header,
+        transfer_syntax_uid=str(event.context.transfer_syntax),
+        calling_ae_title=calling,
+        size=len(part10),
+        digest=digest,
+        path=relative,
+    )
+    try:
+        workers.run(assoc, services.instance_record, spooled)
+    except (DatabaseError, RuntimeError):
+        logger.exception("C-STORE %s from %s: database error", sop_uid, calling)
+        if not already_there:
+            spool.remove(relative)
+        outcome.count(assoc, "store_failed")
+        return _failure(status.STORE_OUT_OF_RESOURCES, "Out of resources: database unavailable")
+    outcome.count(assoc, "stored")
+    return status.STORE_SUCCESS
+
+
+def handlers() -> list[tuple[Any, Any]]:
+    return [(evt.EVT_C_STORE, handle_store)]
