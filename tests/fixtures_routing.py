@@ -223,8 +223,9 @@ def storage_destination(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def routing_settings(settings: Any, tmp_path: Path) -> Any:
-    """A spool per test and routing times short enough for tests."""
+def routing_settings(settings: Any, tmp_path: Path, memory_broker: Any) -> Any:
+    """A spool per test, routing times short enough for tests, and the Celery app on
+    an in-memory broker (tasks queued here reach no shared queue)."""
     settings.ROUTING_SPOOL_DIR = tmp_path / "spool"
     settings.ROUTING_STABLE_SECONDS = 0.5
     settings.ROUTING_COMPLETENESS_TIMEOUT = 30.0
