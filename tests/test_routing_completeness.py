@@ -52,7 +52,9 @@ def _mpps(study: str, uids: list[str], final: str = "COMPLETED") -> int:
     """An MPPS for a scheduled step of ``study``, created and set final (listing ``uids``)."""
     step = make_step(study_instance_uid=study)
     uid = generate_uid()
-    assert mpps_services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step)).refusal is None
+    assert (
+        mpps_services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step)).refusal is None
+    )
     if final:
         modification = Dataset()
         modification.PerformedProcedureStepStatus = final

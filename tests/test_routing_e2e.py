@@ -51,7 +51,13 @@ def _order(study_uid: str, accession: str) -> str:
 
 def _worklist_answer(assoc: Any) -> Dataset:
     query = Dataset()
-    for keyword in ("PatientName", "PatientID", "AccessionNumber", "RequestedProcedureID", "StudyInstanceUID"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "AccessionNumber",
+        "RequestedProcedureID",
+        "StudyInstanceUID",
+    ):
         setattr(query, keyword, "")
     sps = Dataset()
     sps.ScheduledStationAETitle = "CT1"
@@ -80,7 +86,9 @@ def _n_create(answer: Dataset) -> Dataset:
     item.AccessionNumber = answer.AccessionNumber
     item.RequestedProcedureID = answer.RequestedProcedureID
     item.RequestedProcedureDescription = ""
-    item.ScheduledProcedureStepID = answer.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID
+    item.ScheduledProcedureStepID = answer.ScheduledProcedureStepSequence[
+        0
+    ].ScheduledProcedureStepID
     item.ScheduledProcedureStepDescription = ""
     item.ScheduledProtocolCodeSequence = []
     ds.ScheduledStepAttributesSequence = [item]
