@@ -97,7 +97,7 @@ def _send_raw(listener: Listener, payloads: list[tuple[str, bytes]]) -> list[int
     ae.add_requested_context(CT_IMAGE, "1.2.840.10008.1.2.1")
     assoc = keep_responses(ae.associate(listener.host, listener.port, ae_title=listener.ae_title))
     assert assoc.is_established
-    statuses = []
+    statuses: list[int] = []
     try:
         for sop_uid, data in payloads:
             request = C_STORE()

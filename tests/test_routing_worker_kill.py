@@ -53,9 +53,11 @@ class SlowDestination:
         self.lock = threading.Lock()
         ae = AE(ae_title="SLOW")
         ae.supported_contexts = StoragePresentationContexts
-        self.server = ae.start_server(
+        server = ae.start_server(
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self.store)]
         )
+        assert server is not None
+        self.server = server
 
     def store(self, event: Any) -> int:
         with self.lock:
