@@ -70,10 +70,12 @@ class SlowDestination:
 
 
 @pytest.fixture
-def shared_queue(tmp_path: Path, settings: Any) -> Iterator[dict[str, str]]:
+def shared_queue(tmp_path: Path, settings: Any, monkeypatch: Any) -> Iterator[dict[str, str]]:
     """The Celery app and worker processes on one filesystem queue under tmp_path."""
     from broker.celery import app
 
+    # Celery prefers this variable to its configuration: drop it for this test.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     var = tmp_path / "var"
     folders = {name: var / "queue" / name for name in ("messages", "processed", "control")}
     for folder in folders.values():
