@@ -4,11 +4,15 @@ by, read from the encoded bytes once. The bytes themselves are kept as received.
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from dataclasses import dataclass
 from io import BytesIO
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _UNDEFINED = 0xFFFFFFFF
@@ -37,16 +41,24 @@ def _text(ds: Dataset, keyword: str, limit: int) -> str:
     return str(value or "").strip()[:limit]
 
 
-def read_header(part10: bytes) -> Header:
-    """Read the routing attributes of a DICOM Part 10 byte string; raise
-    :class:`InvalidInstance` if it cannot be read or was cut short.
+def read_header(dataset: bytes | memoryview, transfer_syntax_uid: str) -> Header:
+    """Read the routing attributes of an encoded dataset (no file meta) in the given
+    transfer syntax; raise :class:`InvalidInstance` if it cannot be read or was cut short.
 
     pydicom does not complain about a truncated last element: a value shorter than its
     length is checked here, and an image whose encapsulated pixel data lost its end
     (pydicom then drops the element) is caught by its missing pixel data.
     """
     try:
-        ds = dcmread(BytesIO(part10))
+        syntax = UID(transfer_syntax_uid)
+        data = bytes(dataset)
+        if syntax.is_deflated:
+            data = zlib.decompress(data, -zlib.MAX_WBITS)
+        ds = read_dataset(
+            BytesIO(data),
+            is_implicit_VR=syntax.is_implicit_VR,
+            is_little_endian=syntax.is_little_endian,
+        )
         elements = ds._dict
         if elements:
             last = elements[max(elements)]
@@ -80,3 +92,41 @@ def read_header(part10: bytes) -> Header:
         if name != "sop_class_uid" and not _UID.match(getattr(header, name)):
             raise InvalidInstance(f"{name.replace('_', ' ')} is not a UID")
     return header
+
+
+def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _uid(value: str) -> bytes:
+    raw = value.encode("ascii")
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def _padded(value: str) -> bytes:
+    raw = value.encode("ascii", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def part10_header(
+    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae_title: str
+) -> bytes:
+    """Preamble, prefix and File Meta Information (PS3.10 7.1) for a received dataset,
+    written here rather than through pydicom: it is a handful of fixed elements, and
+    this runs for every instance received."""
+    body = b"".join(
+        [
+            _element(0x00020001, b"OB", b"\x00\x01"),
+            _element(0x00020002, b"UI", _uid(sop_class_uid)),
+            _element(0x00020003, b"UI", _uid(sop_instance_uid)),
+            _element(0x00020010, b"UI", _uid(transfer_syntax_uid)),
+            _element(0x00020012, b"UI", _uid(PYNETDICOM_IMPLEMENTATION_UID)),
+            _element(0x00020013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION)),
+            *([_element(0x00020016, b"AE", _padded(source_ae_title))] if source_ae_title else []),
+        ]
+    )
+    length = _element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return b"\x00" * 128 + b"DICM" + length + body

@@ -22,7 +22,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 
 from core.dicom import outcome, workers
 from routing import services, spool, status
-from routing.dataset import InvalidInstance, read_header
+from routing.dataset import InvalidInstance, part10_header, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,10 @@ def handle_store(event: evt.Event) -> int | Dataset:
     assoc: Any = event.assoc
     calling = str(assoc.requestor.ae_title or "").strip()
     sop_uid = str(request.AffectedSOPInstanceUID or "")
+    dataset_bytes = cast(Any, request.DataSet).getbuffer()
+    transfer_syntax = str(event.context.transfer_syntax)
     try:
-        part10 = event.encoded_dataset(include_meta=True)
-        header = read_header(part10)
+        header = read_header(dataset_bytes, transfer_syntax)
     except InvalidInstance as exc:
         logger.warning("C-STORE %s from %s refused: %s", sop_uid, calling, exc)
         outcome.count(assoc, "store_refused")
@@ -62,13 +63,19 @@ def handle_store(event: evt.Event) -> int | Dataset:
             status.STORE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
             "Data set does not match the SOP class or instance of the request",
         )
-    dataset_bytes = cast(Any, request.DataSet).getbuffer()
     digest = hashlib.sha256(dataset_bytes).hexdigest()
     relative = spool.relative_path(header.study_instance_uid, header.sop_instance_uid, digest)
     already_there = spool.absolute(relative).is_file()
+    # The file: our File Meta Information, then the dataset's bytes exactly as received.
+    meta = part10_header(
+        sop_class_uid=header.sop_class_uid,
+        sop_instance_uid=header.sop_instance_uid,
+        transfer_syntax_uid=transfer_syntax,
+        source_ae_title=calling,
+    )
     if not already_there:
         try:
-            spool.write(relative, [part10])
+            spool.write(relative, [meta, dataset_bytes])
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             logger.error("C-STORE %s from %s: spool write failed: %s", sop_uid, calling, exc)
@@ -79,9 +86,9 @@ def handle_store(event: evt.Event) -> int | Dataset:
             )
     spooled = services.Spooled(
         header=header,
-        transfer_syntax_uid=str(event.context.transfer_syntax),
+        transfer_syntax_uid=transfer_syntax,
         calling_ae_title=calling,
-        size=len(part10),
+        size=len(meta) + len(dataset_bytes),
         digest=digest,
         path=relative,
     )

@@ -7,8 +7,9 @@ Safe with any number of workers and with workers that die:
   the same job at once. While it sends, the worker renews the lease; a worker killed
   with SIGKILL simply stops renewing it, and the periodic check queues the job again
   once the lease has expired.
-- Each instance's result is written as soon as the destination answers, so a job
-  taken over after a crash sends only what was not confirmed.
+- Each instance's result is written as soon as the destination answers (those that
+  came in while the previous ones were written go together in one transaction), so a
+  job taken over after a crash sends only what was not confirmed.
 - The job's status is the worst per-instance outcome; only failed instances are tried
   again, after a backoff that doubles; a permanent association rejection fails the job
   at once. A destination's jobs never hold up another destination's: each job is its
@@ -136,18 +137,24 @@ class _Recorder:
         self.renew_every = settings.ROUTING_LEASE_SECONDS / 3
         self.renewed = time.monotonic()
 
-    def __call__(self, result: sender.Result) -> bool:
+    def __call__(self, results: list[sender.Result]) -> bool:
         now = timezone.now()
-        if result.delivered:
-            self.sent += 1
-            JobItem.objects.filter(pk=result.item_id).update(
-                state=ItemState.SENT, status_code=result.status_code, error="", sent_at=now
-            )
-        else:
-            self.failed += 1
-            JobItem.objects.filter(pk=result.item_id).update(
-                state=ItemState.FAILED, status_code=result.status_code, error=result.error
-            )
+        delivered = [r for r in results if r.delivered]
+        with transaction.atomic():
+            by_code: dict[int | None, list[int]] = {}
+            for result in delivered:
+                by_code.setdefault(result.status_code, []).append(result.item_id)
+            for code, ids in by_code.items():
+                JobItem.objects.filter(pk__in=ids).update(
+                    state=ItemState.SENT, status_code=code, error="", sent_at=now
+                )
+            for result in results:
+                if not result.delivered:
+                    JobItem.objects.filter(pk=result.item_id).update(
+                        state=ItemState.FAILED, status_code=result.status_code, error=result.error
+                    )
+        self.sent += len(delivered)
+        self.failed += len(results) - len(delivered)
         if time.monotonic() - self.renewed >= self.renew_every:
             return self.renew()
         return True

@@ -269,25 +269,19 @@ class _Association:
 def send(
     target: Target,
     items: list[Item],
-    report: Callable[[Result], bool],
+    report: Callable[[list[Result]], bool],
     *,
     min_per_association: int = 20,
 ) -> Outcome:
-    """Send ``items``; ``report`` is called in the caller's thread for each result and
+    """Send ``items``; ``report`` is called in the caller's thread with the results that
+    came in since its last call (so recording them never holds up the sending), and
     returns False to stop (the job was canceled or its lease lost).
 
-    With several associations allowed, the items are dealt out to that many threads,
-    each with its own association; their results come back through a queue.
+    The items go over one association, or are dealt out to up to
+    ``target.associations`` threads, each with its own association.
     """
     count = max(1, min(target.associations, len(items) // max(min_per_association, 1)))
     stop = threading.Event()
-    if count == 1:
-
-        def inline(result: Result) -> None:
-            if not report(result):
-                stop.set()
-
-        return _Association(target, items).run(inline, stop)
     results: queue.Queue[Result | Outcome] = queue.Queue()
     slices = [items[n::count] for n in range(count)]
 
@@ -304,10 +298,15 @@ def send(
         thread.start()
     outcomes: list[Outcome] = []
     while len(outcomes) < count:
-        got = results.get()
-        if isinstance(got, Outcome):
-            outcomes.append(got)
-        elif not report(got):
+        batch = [results.get()]
+        while True:
+            try:
+                batch.append(results.get_nowait())
+            except queue.Empty:
+                break
+        outcomes.extend(got for got in batch if isinstance(got, Outcome))
+        answers = [got for got in batch if isinstance(got, Result)]
+        if answers and not report(answers):
             stop.set()
     for thread in threads:
         thread.join()

@@ -86,6 +86,13 @@ def instance_record(spooled: Spooled) -> str:
         "received_at": timezone.now(),
         "routed": False,
     }
+    if not transaction.get_connection().in_atomic_block:
+        # The usual case, a new instance: one INSERT, atomic on its own.
+        try:
+            StoredInstance.objects.create(sop_instance_uid=header.sop_instance_uid, **values)
+            return NEW
+        except IntegrityError:
+            pass  # it is there already: identical or changed
     for _ in range(3):
         try:
             with transaction.atomic():

@@ -1,7 +1,8 @@
 """The spool: received instances as files under ROUTING_SPOOL_DIR.
 
 A file appears whole or not at all: it is written to a temporary name in the same
-folder, flushed to disk (fsync), then renamed. Its name holds the digest of its
+folder, flushed to disk (fsync, unless ROUTING_SPOOL_FSYNC is off), then renamed, and
+the folder is flushed too, so the rename survives a power cut. Its name holds the digest of its
 content, so a changed copy of an instance is a new file and the old one is removed
 only once the database points at the new one.
 """
@@ -48,7 +49,8 @@ def write(relative: str, parts: list[bytes]) -> None:
                     view.pop(0)
                 if view and written:
                     view[0] = view[0][written:]
-            os.fsync(fd)
+            if settings.ROUTING_SPOOL_FSYNC:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, target)
@@ -56,9 +58,10 @@ def write(relative: str, parts: list[bytes]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_folder(folder)
-    if new_folder:
-        _fsync_folder(folder.parent)
+    if settings.ROUTING_SPOOL_FSYNC:
+        _fsync_folder(folder)
+        if new_folder:
+            _fsync_folder(folder.parent)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -66,7 +69,8 @@ def _fsync_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            if settings.ROUTING_SPOOL_FSYNC:
+                os.fsync(fd)
         finally:
             os.close(fd)
 

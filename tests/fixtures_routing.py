@@ -20,6 +20,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pynetdicom.dsutils import split_dataset
 
 from routing import services, spool
 from routing.dataset import read_header
@@ -109,8 +110,10 @@ def spool_files(paths: list[Path], *, calling: str = "CT1") -> list[str]:
     uids = []
     for path in paths:
         part10 = path.read_bytes()
-        header = read_header(part10)
-        digest = hashlib.sha256(part10).hexdigest()
+        meta, offset = split_dataset(path)
+        syntax = str(meta.TransferSyntaxUID)
+        header = read_header(part10[offset:], syntax)
+        digest = hashlib.sha256(part10[offset:]).hexdigest()
         relative = spool.relative_path(header.study_instance_uid, header.sop_instance_uid, digest)
         spool.write(relative, [part10])
         services.instance_record(

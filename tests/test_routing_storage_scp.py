@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_STORE
@@ -43,6 +44,15 @@ def test_it_spools_each_instance_and_records_one_row(
         assert row.body_part == "HEAD"
         assert row.sop_class_uid == CT_IMAGE
         assert row.routed is False
+        # A valid DICOM file: our file meta (written by hand), the dataset as sent.
+        copy = dcmread(stored)
+        assert copy.file_meta.MediaStorageSOPInstanceUID == row.sop_instance_uid
+        assert copy.file_meta.MediaStorageSOPClassUID == CT_IMAGE
+        assert copy.file_meta.TransferSyntaxUID == row.transfer_syntax_uid
+        assert copy.file_meta.SourceApplicationEntityTitle == "CT1"
+        original = dcmread(tmp_path / "scan" / f"{row.sop_instance_uid}.dcm")
+        assert copy.PixelData == original.PixelData
+        assert copy.StudyInstanceUID == study
     # Nothing but the instances: no temporary file left behind.
     assert len(_spool_files(Path(routing_settings.ROUTING_SPOOL_DIR))) == 5
 
