@@ -30,7 +30,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from core.dicom import outcome, status, workers
-from core.dicom.net import tune_socket
+from core.dicom.net import CheapCopyContexts, tune_socket
 from mpps import dimse as mpps_dimse
 from routing import dimse as routing_dimse
 from worklist import dimse as worklist_dimse
@@ -219,6 +219,7 @@ def start(host: str, port: int, *, block: bool) -> ThreadedAssociationServer | N
             block=block,
             evt_handlers=handlers(),
             ssl_context=tls_context(),
+            contexts=CheapCopyContexts(ae.supported_contexts),
         )
     except BaseException:
         db_workers.close()
