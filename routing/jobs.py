@@ -86,11 +86,11 @@ def _claim(job_id: int, owner: str) -> RoutingJob | None:
     return None
 
 
-def _items(job: RoutingJob) -> list[sender.Item]:
+def _items(
+    job: RoutingJob, states: tuple[str, ...] = (ItemState.PENDING, ItemState.FAILED)
+) -> list[sender.Item]:
     rows = (
-        JobItem.objects.filter(job=job, state__in=(ItemState.PENDING, ItemState.FAILED))
-        .select_related("instance")
-        .order_by("pk")
+        JobItem.objects.filter(job=job, state__in=states).select_related("instance").order_by("pk")
     )
     items = []
     missing_files = []
@@ -199,6 +199,8 @@ def job_run(job_id: int) -> RunResult:
         # Instances added to this job while it was being sent go on a second pass.
         if not JobItem.objects.filter(job=job, state=ItemState.PENDING).exists():
             break
+    if destination.storage_commitment and not outcome.permanent:
+        _commit(job, destination, others)
     status = _finish(job, owner, outcome)
     logger.info(
         "routing job %s: study %s to %s: %s (%d sent, %d failed, attempt %d)%s",
@@ -212,6 +214,28 @@ def job_run(job_id: int) -> RunResult:
         f": {outcome.error}" if outcome.error else "",
     )
     return RunResult(status, recorder.sent, recorder.failed)
+
+
+def _commit(job: RoutingJob, destination: Destination, others: int) -> None:
+    """Ask the destination to commit what it stored; record its answer per instance."""
+    stored = _items(job, (ItemState.SENT,))
+    if not stored:
+        return
+    commitment = sender.commit(_target(destination, others), stored, wait=settings.ROUTING_TIMEOUT)
+    if commitment.error:
+        RoutingJob.objects.filter(pk=job.pk).update(last_error=commitment.error)
+        return
+    by_uid = {item.sop_instance_uid: item.item_id for item in stored}
+    with transaction.atomic():
+        for uid, answer in commitment.results.items():
+            if uid not in by_uid:
+                continue
+            if answer is True:
+                JobItem.objects.filter(pk=by_uid[uid]).update(state=ItemState.COMMITTED)
+            else:
+                JobItem.objects.filter(pk=by_uid[uid]).update(
+                    state=ItemState.FAILED, error=str(answer)[:255]
+                )
 
 
 def _finish(job: RoutingJob, owner: str, outcome: sender.Outcome) -> str:
@@ -233,7 +257,13 @@ def _finish(job: RoutingJob, owner: str, outcome: sender.Outcome) -> str:
             .values_list("error", flat=True)
             .first()
         )
-        error = outcome.error or failed_error or ""
+        commitment_error = ""
+        if job.destination.storage_commitment and ItemState.SENT in states:
+            commitment_error = (
+                RoutingJob.objects.filter(pk=job.pk).values_list("last_error", flat=True).first()
+                or "waiting for storage commitment"
+            )
+        error = outcome.error or failed_error or commitment_error
         values: dict[str, object] = {
             "lease_until": None,
             "lease_owner": "",
@@ -241,6 +271,9 @@ def _finish(job: RoutingJob, owner: str, outcome: sender.Outcome) -> str:
             "last_error": error,
         }
         undelivered = states & {ItemState.PENDING, ItemState.FAILED}
+        if job.destination.storage_commitment:
+            # Stored is not enough: the destination must have committed every instance.
+            undelivered |= states & {ItemState.SENT}
         if outcome.permanent:
             JobItem.objects.filter(job=job, state=ItemState.PENDING).update(
                 state=ItemState.FAILED, error=outcome.error[:255]

@@ -11,6 +11,8 @@ No database here: ``routing.jobs`` hands over the items and records each result.
   an uncompressed one is re-encoded into an accepted uncompressed syntax; otherwise
   pydicom is asked to decompress it, and if it cannot, the instance fails with a message
   naming the syntaxes.
+- Storage commitment (where the destination requires it): N-ACTION after sending, and
+  the N-EVENT-REPORT awaited on the same association.
 - TCP_NODELAY on the socket (and TCP_QUICKACK before each read), as the listener does:
   without it each C-STORE waits for delayed ACKs (shared/dicom-latency.md).
 """
@@ -28,7 +30,8 @@ from typing import Any
 
 from django.conf import settings
 from pydicom import dcmread
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as pynetdicom_config
 
@@ -264,6 +267,80 @@ class _Association:
             if assoc.is_established:
                 assoc.release()
         return Outcome(error, not_attempted=len(self.items) - done)
+
+
+STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
+STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
+COMMIT_REQUEST = 1  # N-ACTION Action Type ID: request storage commitment (PS3.4 J.3.2)
+
+
+@dataclass
+class Commitment:
+    """What the destination said of a commitment request: per SOP Instance UID, True
+    (committed) or the failure text; ``error`` when it could not be asked or no report
+    came on the association in time."""
+
+    results: dict[str, bool | str]
+    error: str = ""
+
+
+def commit(target: Target, items: list[Item], *, wait: float) -> Commitment:
+    """Storage Commitment Push Model (PS3.4 J) as SCU: N-ACTION for ``items``, then wait
+    up to ``wait`` seconds for the N-EVENT-REPORT on the same association."""
+    transaction_uid = generate_uid()
+    results: dict[str, bool | str] = {}
+    reported = threading.Event()
+
+    def on_report(event: Any) -> tuple[int, None]:
+        info = event.event_information
+        if str(info.get("TransactionUID", "")) != transaction_uid:
+            return STORE_SUCCESS, None
+        for ref in info.get("ReferencedSOPSequence", []):
+            results[str(ref.ReferencedSOPInstanceUID)] = True
+        for ref in info.get("FailedSOPSequence", []):
+            reason = ref.get("FailureReason")
+            results[str(ref.ReferencedSOPInstanceUID)] = (
+                f"not committed (failure reason 0x{int(reason):04X})"
+                if reason is not None
+                else "not committed"
+            )
+        reported.set()
+        return STORE_SUCCESS, None
+
+    ae = _new_ae()
+    ae.add_requested_context(STORAGE_COMMITMENT)
+    assoc = ae.associate(
+        target.host,
+        target.port,
+        ae_title=target.ae_title,
+        tls_args=_tls_args(target),
+        evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket), (evt.EVT_N_EVENT_REPORT, on_report)],
+    )
+    if not assoc.is_established:
+        return Commitment({}, "no association for storage commitment")
+    keep_responses(assoc)
+    try:
+        request = Dataset()
+        request.TransactionUID = transaction_uid
+        refs = []
+        for item in items:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = item.sop_class_uid
+            ref.ReferencedSOPInstanceUID = item.sop_instance_uid
+            refs.append(ref)
+        request.ReferencedSOPSequence = refs
+        status, _ = assoc.send_n_action(
+            request, COMMIT_REQUEST, STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE
+        )
+        code = status.get("Status") if status is not None else None
+        if code != STORE_SUCCESS:
+            return Commitment({}, f"storage commitment request refused (status {code})")
+        if not reported.wait(wait):
+            return Commitment({}, "no storage commitment report on the association in time")
+        return Commitment(dict(results))
+    finally:
+        if assoc.is_established:
+            assoc.release()
 
 
 def send(
