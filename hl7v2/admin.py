@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from hl7v2 import selectors, services
+from hl7v2 import intake, selectors
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
 
@@ -77,12 +77,15 @@ class InboundMessageAdmin(admin.ModelAdmin[InboundMessage]):
     def original_message(self, obj: InboundMessage) -> str:
         return _segments(obj.original_raw) if obj.original_raw is not None else ""
 
-    @admin.action(description="Reprocess the selected failed messages")
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("hl7v2.reprocess_inboundmessage")
+
+    @admin.action(description="Reprocess the selected failed messages", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[InboundMessage]) -> None:
         failed = queryset.filter(outcome__in=(Outcome.ERROR, Outcome.REJECTED))
         outcomes: dict[str, int] = {}
         for message_id in failed.values_list("pk", flat=True):
-            reply = services.message_reprocess(message_id)
+            reply = intake.message_reprocess(message_id)
             outcomes[reply.outcome] = outcomes.get(reply.outcome, 0) + 1
         skipped = queryset.count() - sum(outcomes.values())
         summary = ", ".join(f"{count} {code}" for code, count in sorted(outcomes.items()))

@@ -1,8 +1,9 @@
 """REST API of routing: destinations, rules and jobs (token or session auth; see README).
 
-Permissions are Django's model permissions (so site roles apply), plus
-``routing.retry_routingjob`` / ``routing.cancel_routingjob`` for the job actions and
-``routing.change_destination`` for C-ECHO.
+Permissions are the API's model permissions (``core.api.ModelPermissions``: reads need
+``view_``), so the site's roles apply, plus ``routing.retry_routingjob`` /
+``routing.cancel_routingjob`` for the job actions and ``routing.change_destination`` for
+C-ECHO.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from typing import Any
 
 from django.db import transaction
-from rest_framework import permissions, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,18 +26,6 @@ from routing.status import JobStatus
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def _permission(codename: str) -> type[permissions.BasePermission]:
-    class HasPermission(permissions.BasePermission):
-        def has_permission(self, request: Request, view: Any) -> bool:
-            return bool(request.user and request.user.has_perm(codename))
-
-    HasPermission.__name__ = f"Has_{codename.replace('.', '_')}"
-    return HasPermission
-
-
-MODEL_PERMISSIONS = [permissions.IsAuthenticated, permissions.DjangoModelPermissions]
 
 
 class DestinationSerializer(serializers.ModelSerializer):
@@ -81,16 +71,18 @@ class DestinationSerializer(serializers.ModelSerializer):
         return value
 
 
+class EchoSerializer(serializers.Serializer):
+    status = serializers.IntegerField(allow_null=True, help_text="C-ECHO status (0: success)")
+    error = serializers.CharField(required=False, help_text="Why there was no answer")
+
+
 class DestinationViewSet(viewsets.ModelViewSet):
     serializer_class = DestinationSerializer
-    permission_classes = MODEL_PERMISSIONS
     queryset = Destination.objects.order_by("name")
+    action_permissions = {"echo": ["routing.change_destination"]}
 
-    @action(
-        detail=True,
-        methods=["post"],
-        permission_classes=[permissions.IsAuthenticated, _permission("routing.change_destination")],
-    )
+    @extend_schema(request=None, responses={200: EchoSerializer, 502: EchoSerializer})
+    @action(detail=True, methods=["post"])
     def echo(self, request: Request, pk: str | None = None) -> Response:
         code, error = services.destination_echo(self.get_object())
         if code is None:
@@ -121,7 +113,6 @@ class RuleSerializer(serializers.ModelSerializer):
 
 class RuleViewSet(viewsets.ModelViewSet):
     serializer_class = RuleSerializer
-    permission_classes = MODEL_PERMISSIONS
     queryset = selectors.rule_list()
 
     def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
@@ -161,14 +152,29 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("study_instance_uid", str, description="Study Instance UID"),
+            OpenApiParameter("status", str, enum=list(JobStatus.values)),
+            OpenApiParameter("destination", int, description="Destination id"),
+        ]
+    )
+)
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     """Routing jobs, newest first; filters ``study_instance_uid``, ``status``,
     ``destination`` (id)."""
 
     serializer_class = JobSerializer
-    permission_classes = MODEL_PERMISSIONS
+    queryset = RoutingJob.objects.none()  # for the permissions; the rows: get_queryset
+    action_permissions = {
+        "retry": ["routing.retry_routingjob"],
+        "cancel": ["routing.cancel_routingjob"],
+    }
 
     def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the schema
+            return selectors.job_list()
         params = self.request.query_params
         destination = params.get("destination", "")
         status_name = params.get("status", "")
@@ -192,20 +198,14 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
             )
         return Response(body)
 
-    @action(
-        detail=True,
-        methods=["post"],
-        permission_classes=[permissions.IsAuthenticated, _permission("routing.retry_routingjob")],
-    )
+    @extend_schema(request=None, responses={200: JobSerializer, 409: JobSerializer})
+    @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
         return self._after(services.job_retry(job.pk), job.pk, "retried")
 
-    @action(
-        detail=True,
-        methods=["post"],
-        permission_classes=[permissions.IsAuthenticated, _permission("routing.cancel_routingjob")],
-    )
+    @extend_schema(request=None, responses={200: JobSerializer, 409: JobSerializer})
+    @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
         return self._after(services.job_cancel(job.pk), job.pk, "canceled")

@@ -162,7 +162,7 @@ def test_a_user_without_the_permissions_cannot_change_or_retry(
     (job_id,) = services.route_study(study)
     services.job_cancel(job_id)
 
-    assert client.get("/api/v1/routing-jobs/").status_code == 200
+    assert client.get("/api/v1/routing-jobs/").status_code == 403  # reading needs view_
     assert client.post(f"/api/v1/routing-jobs/{job_id}/retry/").status_code == 403
     assert (
         client.post(
@@ -172,9 +172,13 @@ def test_a_user_without_the_permissions_cannot_change_or_retry(
     )
     assert client.post(f"/api/v1/destinations/{destination.pk}/echo/").status_code == 403
 
-    user.user_permissions.add(Permission.objects.get(codename="retry_routingjob"))
+    user.user_permissions.add(
+        Permission.objects.get(codename="retry_routingjob"),
+        Permission.objects.get(codename="view_routingjob"),
+    )
     user = User.objects.get(pk=user.pk)  # forget the cached permissions
     client.force_authenticate(user)
+    assert client.get("/api/v1/routing-jobs/").status_code == 200
     assert client.post(f"/api/v1/routing-jobs/{job_id}/retry/").status_code == 200
     assert RoutingJob.objects.get(pk=job_id).status == "SCHEDULED"
 

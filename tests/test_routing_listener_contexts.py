@@ -15,7 +15,7 @@ from core.dicom.net import CheapCopyContexts
 
 def _contexts() -> list:
     return [
-        build_context(c.abstract_syntax, list(AllTransferSyntaxes))
+        build_context(str(c.abstract_syntax), list(AllTransferSyntaxes))
         for c in AllStoragePresentationContexts
     ]
 
