@@ -122,7 +122,9 @@ BROKER_UID_ROOT = _cfg.string("BROKER_UID_ROOT", "1.2.826.0.1.3680043.8.498.")
 # --- routing of completed studies (routing/) ------------------------------------------
 # Received instances are kept here until every job that needs them is finished and
 # ROUTING_RETENTION_HOURS have passed.
-ROUTING_SPOOL_DIR = Path(_cfg.string("ROUTING_SPOOL_DIR", str(VAR_DIR / "spool")))
+# Empty: spool/ under BROKER_VAR_DIR.
+_spool_dir = _cfg.string("ROUTING_SPOOL_DIR", "")
+ROUTING_SPOOL_DIR = Path(_spool_dir) if _spool_dir else VAR_DIR / "spool"
 # Flush each received file to disk before answering success. Off, a power cut can lose
 # instances already acknowledged; on, each instance waits for the disk (5-15 ms here).
 ROUTING_SPOOL_FSYNC = _cfg.boolean("ROUTING_SPOOL_FSYNC", True)

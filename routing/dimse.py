@@ -21,6 +21,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from core.dicom import outcome, workers
+from core.dicom import status as dimse_status
 from routing import services, spool, status
 from routing.dataset import InvalidInstance, part10_header, read_header
 
@@ -31,6 +32,34 @@ logger = logging.getLogger(__name__)
 # transfer syntax: compressed data is kept as received.
 SOP_CLASSES: list[str] = [str(c.abstract_syntax) for c in AllStoragePresentationContexts]
 TRANSFER_SYNTAXES: list[str] = [str(uid) for uid in AllTransferSyntaxes]
+# Routing's sender uses the same storage SOP classes as SCU, and storage commitment.
+SCU_SOP_CLASSES: list[str] = [*SOP_CLASSES, "1.2.840.10008.1.20.1"]
+
+STATUSES: tuple[dimse_status.Returned, ...] = (
+    dimse_status.Returned(
+        "C-STORE",
+        status.STORE_SUCCESS,
+        "Written to the spool (flushed to disk) and recorded; an identical copy of a stored "
+        "instance changes nothing, a changed one replaces it",
+    ),
+    dimse_status.Returned(
+        "C-STORE",
+        status.STORE_OUT_OF_RESOURCES,
+        "The spool could not be written (disk full or another write error) or the database "
+        "is unavailable; nothing was kept, send it again later",
+    ),
+    dimse_status.Returned(
+        "C-STORE",
+        status.STORE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        "The data set's SOP Class or SOP Instance UID differs from the request's",
+    ),
+    dimse_status.Returned(
+        "C-STORE",
+        status.STORE_CANNOT_UNDERSTAND,
+        "The data set cannot be read, is cut short, or lacks its Study, Series or SOP "
+        "Instance UID; it is not kept",
+    ),
+)
 
 
 def _failure(code: int, comment: str) -> Dataset:
