@@ -228,8 +228,7 @@ def storage_destination(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def routing_settings(settings: Any, tmp_path: Path, memory_broker: Any) -> Any:
     """A spool per test, routing times short enough for tests, and the Celery app on the
-    tests' broker (in memory; Celery prefers CELERY_BROKER_URL when it is set, and the
-    module's queue is purged at its end)."""
+    tests' in-memory broker (tasks queued here reach no shared queue)."""
     settings.ROUTING_SPOOL_DIR = tmp_path / "spool"
     settings.ROUTING_STABLE_SECONDS = 0.5
     settings.ROUTING_COMPLETENESS_TIMEOUT = 30.0
