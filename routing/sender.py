@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import ssl
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, gen
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as pynetdicom_config
 
-from core.dicom.net import tune_socket
+from core.dicom.net import send_c_store_encoded, tune_socket
 from core.dicom.requestor import keep_responses
 from routing.status import STORE_SUCCESS, STORE_WARNINGS
 
@@ -91,6 +92,32 @@ class Outcome:
 def _name(uid: str) -> str:
     name = UID(uid).name
     return f"{name} ({uid})" if name and name != uid else uid
+
+
+def dataset_offset(part10: bytes) -> int | None:
+    """Where the data set starts in a Part 10 file whose File Meta Information begins
+    with its group length (as the spool's files do); None otherwise."""
+    if part10[128:132] != b"DICM" or part10[132:138] != b"\x02\x00\x00\x00UL":
+        return None
+    (group_length,) = struct.unpack("<I", part10[140:144])
+    return 144 + group_length
+
+
+def _send_as_stored(assoc: Any, context_id: int, item: Item, message_id: int) -> Any:
+    """The spooled bytes of ``item`` as they are, through the direct PDU writer; None
+    when that cannot be used (TLS, a file without a group length)."""
+    part10 = item.path.read_bytes()
+    offset = dataset_offset(part10)
+    if offset is None:
+        return None
+    return send_c_store_encoded(
+        assoc,
+        context_id,
+        item.sop_class_uid,
+        item.sop_instance_uid,
+        memoryview(part10)[offset:],
+        message_id=message_id,
+    )
 
 
 def proposed_contexts(items: list[Item], allowed: tuple[str, ...]) -> list[Any]:
@@ -222,10 +249,12 @@ class _Association:
             )
         keep_responses(assoc)
         accepted: dict[str, set[str]] = {}
+        context_ids: dict[tuple[str, str], int] = {}
         for context in assoc.accepted_contexts:
-            accepted.setdefault(str(context.abstract_syntax), set()).add(
-                str(context.transfer_syntax[0])
-            )
+            pair = (str(context.abstract_syntax), str(context.transfer_syntax[0]))
+            accepted.setdefault(pair[0], set()).add(pair[1])
+            context_ids.setdefault(pair, int(context.context_id or 0))
+        message_id = 0
         done = 0
         error = ""
         try:
@@ -237,16 +266,26 @@ class _Association:
                     error = "association ended by the destination"
                     break
                 how = self._choose(item, accepted)
+                message_id = message_id % 65535 + 1
                 try:
+                    rsp = None
                     if how == "as-stored":
-                        rsp = assoc.send_c_store(item.path)
+                        rsp = _send_as_stored(
+                            assoc,
+                            context_ids[(item.sop_class_uid, item.transfer_syntax_uid)],
+                            item,
+                            message_id,
+                        )
+                    if how == "as-stored":
+                        if rsp is None:  # TLS: through pynetdicom, still as stored
+                            rsp = assoc.send_c_store(item.path, msg_id=message_id)
                     else:
                         ds = dcmread(item.path)
                         if how is None and not self._decompressed(ds, item, accepted):
                             report(Result(item.item_id, False, None, self._refused(item, accepted)))
                             done += 1
                             continue
-                        rsp = assoc.send_c_store(ds)
+                        rsp = assoc.send_c_store(ds, msg_id=message_id)
                 except (OSError, ValueError, AttributeError) as exc:
                     report(Result(item.item_id, False, None, f"not sent: {exc}"[:255]))
                     done += 1
@@ -254,6 +293,8 @@ class _Association:
                 code = rsp.get("Status") if rsp is not None else None
                 if code is None:
                     error = "no C-STORE response (timeout or abort)"
+                    if assoc.is_established:
+                        assoc.abort()
                     break
                 code = int(code)
                 done += 1
