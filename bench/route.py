@@ -101,12 +101,22 @@ def storescu(port: int, called: str, files: list[Path]) -> float:
 
 
 class StoreSCP:
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, *, fork: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = port
         self.process = subprocess.Popen(
-            ["storescp", "-aet", "DEST", "+uf", "-od", str(folder), str(port)],
+            # --fork: a process per association, so parallel associations run in parallel.
+            [
+                "storescp",
+                "-aet",
+                "DEST",
+                "+uf",
+                *(["--fork"] if fork else []),
+                "-od",
+                str(folder),
+                str(port),
+            ],
             env=DCMTK_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -185,7 +195,7 @@ def main() -> None:
         env={**os.environ, "BROKER_SUPERVISED": "1"},
     )
     direct = StoreSCP(SCRATCH / "direct", direct_port)
-    forward = StoreSCP(SCRATCH / "forward", forward_port)
+    forward = StoreSCP(SCRATCH / "forward", forward_port, fork=args.associations > 1)
     destination = Destination.objects.create(
         name="bench",
         ae_title="DEST",
