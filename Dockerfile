@@ -7,11 +7,13 @@ COPY broker broker
 COPY worklist worklist
 COPY mpps mpps
 COPY hl7v2 hl7v2
+COPY core core
+COPY routing routing
 COPY templates templates
 COPY manage.py ./
 RUN pip install --no-cache-dir . \
     && useradd --system --home /var/lib/broker broker \
-    && mkdir -p /var/lib/broker && chown broker /var/lib/broker
+    && mkdir -p /var/lib/broker/spool && chown -R broker /var/lib/broker
 USER broker
 EXPOSE 8000 11112 2575
 CMD ["gunicorn", "broker.wsgi:application", "--bind", "0.0.0.0:8000"]

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("worklist.api")),
     path("api/v1/", include("mpps.api")),
     path("api/v1/", include("hl7v2.api")),
+    path("api/v1/", include("routing.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -1,8 +1,8 @@
 """``manage.py serve``: the whole broker on one machine, in the foreground.
 
-Starts four processes (the same commands a scaled deployment runs on their own) and
-supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener and a
-Celery worker. SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
+Starts five processes (the same commands a scaled deployment runs on their own) and
+supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener, a
+Celery worker and Celery beat (the periodic tasks of ``CELERY_BEAT_SCHEDULE``). SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ class Part:
 
 
 class Command(BaseCommand):
-    help = "Run the whole broker: HTTP, DICOM, HL7 listeners and a Celery worker."
+    help = "Run the whole broker: HTTP, DICOM, HL7 listeners, a Celery worker and beat."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="do not start a Celery worker nor beat"
+        )
 
     def handle(self, *args: Any, no_worker: bool, **options: Any) -> None:
         bind = settings.BROKER_BIND
@@ -116,6 +118,26 @@ class Command(BaseCommand):
                     ],
                     None,
                     f"WORKER celery ({broker_url})",
+                )
+            )
+            parts.append(
+                Part(
+                    "beat",
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "broker",
+                        "--quiet",
+                        "beat",
+                        "--loglevel",
+                        "WARNING",
+                        "--schedule",
+                        settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                    ],
+                    None,
+                    f"BEAT   celery beat ({len(settings.CELERY_BEAT_SCHEDULE)} periodic task(s))",
                 )
             )
 
