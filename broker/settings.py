@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "worklist",
     "hl7v2",
     "mpps",
+    "frontdesk",
 ]
 
 MIDDLEWARE = [
@@ -191,7 +192,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# --- staff pages (frontdesk) ----------------------------------------------------------
+# Every page but /health/ needs a login; the sign-in page is Django's own login view.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Seconds between two refreshes of the procedure board (htmx polls a fragment).
+BOARD_REFRESH_SECONDS = _cfg.number("BOARD_REFRESH_SECONDS", 2.0, minimum=0.5)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = _cfg.string("TIME_ZONE", "UTC")

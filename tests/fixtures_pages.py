@@ -1,0 +1,161 @@
+"""Fixtures for the staff pages: accounts of each role, signed-in clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from playwright.sync_api import Browser, Page, sync_playwright
+
+PASSWORD = "a-long-test-password-1"
+
+DESK_PERMISSIONS = (
+    "frontdesk.view_pages",
+    "worklist.view_scheduledprocedurestep",
+    "worklist.change_scheduledprocedurestep",
+    "worklist.view_patient",
+    "worklist.change_patient",
+    "worklist.add_order",
+)
+LEAD_PERMISSIONS = (
+    "frontdesk.view_pages",
+    "worklist.view_scheduledprocedurestep",
+    "worklist.view_patient",
+    "hl7v2.view_inboundmessage",
+    "mpps.view_outboundmessage",
+)
+INTEGRATOR_PERMISSIONS = (
+    "worklist.view_scheduledprocedurestep",
+    "worklist.change_scheduledprocedurestep",
+    "worklist.add_order",
+)
+
+
+def make_user(username: str, permissions: Iterable[str]) -> User:
+    user = User.objects.create_user(username, password=PASSWORD)
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+@pytest.fixture
+def desk_user(db: None) -> User:
+    return make_user("clerk", DESK_PERMISSIONS)
+
+
+@pytest.fixture
+def lead_user(db: None) -> User:
+    return make_user("lead", LEAD_PERMISSIONS)
+
+
+@pytest.fixture
+def integrator_user(db: None) -> User:
+    return make_user("integrator", INTEGRATOR_PERMISSIONS)
+
+
+@pytest.fixture
+def desk_client(desk_user: User) -> Client:
+    client = Client()
+    client.force_login(desk_user)
+    return client
+
+
+@pytest.fixture
+def lead_client(lead_user: User) -> Client:
+    client = Client()
+    client.force_login(lead_user)
+    return client
+
+
+# --- a real browser ------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class BrowserPage:
+    """A page of the browser, with every request it made."""
+
+    page: Page
+    base_url: str
+    requests: list[str] = field(default_factory=list)
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.base_url + path)
+
+    def sign_in(self, username: str, next_path: str = "/") -> None:
+        self.goto(f"/accounts/login/?next={next_path}")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", PASSWORD)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_load_state()
+
+    def foreign_requests(self) -> list[str]:
+        """Requests to anything but the live server (there must be none)."""
+        origin = urlsplit(self.base_url)
+        return [
+            url
+            for url in self.requests
+            if not url.startswith(("data:", "about:"))
+            and urlsplit(url).netloc != origin.netloc
+        ]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Debian chromium per test module (starting one takes about a second)."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    # Playwright's sync API keeps an asyncio loop set on this thread between its calls, so
+    # Django takes the test's own (synchronous) ORM calls for calls from async code. They
+    # are not: nothing else runs on that loop while they do.
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if saved is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved
+
+
+@pytest.fixture
+def browser_page(browser: Browser, live_server: Any) -> Iterator[BrowserPage]:
+    """A fresh browser context on the live server; fails the test if any page of it asked
+    another host for anything."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    recorded = BrowserPage(page=page, base_url=live_server.url)
+    page.on("request", lambda request: recorded.requests.append(request.url))
+    try:
+        yield recorded
+    finally:
+        context.close()
+    assert recorded.requests, "the browser made no request"
+    assert recorded.foreign_requests() == []
