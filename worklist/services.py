@@ -13,15 +13,21 @@ the admin, MPPS) convert their input into these maps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+import secrets
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, connections, models, transaction
 from django.db.models import QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
+from django.utils import timezone
+from pydicom.uid import generate_uid
 
+from audit.services import audit_record, snapshot
 from core import events
 from worklist.models import (
     Order,
@@ -526,3 +532,321 @@ def patients_merge(*, surviving: Patient, merged: Patient) -> int:
         events.patients_merged, surviving_patient_id=surviving.pk, merged_patient_id=merged.pk
     )
     return moved
+
+
+# --- Front-desk and MWL-RS writes (pages, REST API, admin) ---------------------------
+# Each runs in one transaction, publishes its events after commit (through the upserts
+# and step_set_status above), and writes one audit entry per changed object. ``actor``
+# is the Django user making the change (None for a system change).
+
+_PATIENT_IDENTIFIER = {"patient_id", "issuer", "merged_into", "merged_into_id", "name_key"}
+_STEP_KEYS = {"sps_id", "station_ae_title", "station_ae_titles"}
+
+
+def _step_snapshot(step: ScheduledProcedureStep) -> dict[str, Any]:
+    titles = sorted(step.station_ae_titles.values_list("ae_title", flat=True))
+    return snapshot(
+        step,
+        extra={"station_ae_titles": titles},
+        skip=("start_date", "start_time", "performing_physician_key"),
+    )
+
+
+def _patient_snapshot(patient: Patient) -> dict[str, Any]:
+    return snapshot(patient, skip=("name_key",))
+
+
+def _order_snapshot(order: Order) -> dict[str, Any]:
+    return snapshot(order, skip=("referring_physician_key",))
+
+
+def _new_accession_number() -> str:
+    """``A`` + local date + 8 random digits (15 characters, Accession Number is SH 16)."""
+    day = timezone.localdate().strftime("%y%m%d")
+    while True:
+        candidate = f"A{day}{secrets.randbelow(10**8):08d}"
+        if not Order.objects.filter(accession_number=candidate).exists():
+            return candidate
+
+
+def _next_free(prefix: str, taken: Iterable[str]) -> str:
+    used = set(taken)
+    n = 1
+    while f"{prefix}{n}" in used:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def _check_fields(model: type[models.Model], fields: Mapping[str, Any], *, what: str) -> None:
+    names = {f.name for f in model._meta.concrete_fields}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise DomainError(f"unknown {what} field(s): {', '.join(unknown)}")
+
+
+def _aware(start: Any) -> None:
+    if start is not None and timezone.is_naive(start):
+        raise DomainError("the scheduled start needs a time zone")
+
+
+@transaction.atomic
+def order_enter(
+    *,
+    actor: Any,
+    patient: Mapping[str, Any],
+    order: Mapping[str, Any],
+    procedures: Sequence[Mapping[str, Any]],
+) -> Order:
+    """Manual order entry (front desk) and MWL-RS create/update.
+
+    1. The patient by (patient_id, issuer): created, or its given demographics updated.
+    2. The order by accession number (generated when empty), attached to the surviving
+       patient of any merge.
+    3. Each procedure by requested procedure ID (generated when empty; an existing one
+       is also found by its Study Instance UID), with a Study Instance UID generated
+       under BROKER_UID_ROOT when none is given.
+    4. Each step by SPS ID (generated when empty): SCHEDULED, in the worklist once this
+       returns.
+    """
+    patient_fields = dict(patient)
+    patient_id = str(patient_fields.pop("patient_id", "") or "").strip()
+    issuer = str(patient_fields.pop("issuer", "") or "")
+    if not patient_id:
+        raise DomainError("Patient ID is required")
+    _check_fields(Patient, patient_fields, what="patient")
+    if set(patient_fields) & _PATIENT_IDENTIFIER:
+        raise DomainError("the patient identifier cannot be set here")
+    existing_patient = Patient.objects.filter(patient_id=patient_id, issuer=issuer).first()
+    before = _patient_snapshot(existing_patient) if existing_patient else None
+    stored = patient_upsert(patient_id=patient_id, issuer=issuer, fields=patient_fields)
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=stored,
+        before=before,
+        after=_patient_snapshot(stored),
+    )
+    current = patient_current(stored)
+
+    order_fields = dict(order)
+    accession = str(order_fields.pop("accession_number", "") or "").strip()
+    accession_issuer = str(order_fields.pop("accession_issuer", "") or "")
+    order_fields.pop("patient", None)
+    _check_fields(Order, order_fields, what="order")
+    existing_order = (
+        Order.objects.filter(accession_number=accession, accession_issuer=accession_issuer).first()
+        if accession
+        else None
+    )
+    before = _order_snapshot(existing_order) if existing_order else None
+    entered, _ = order_upsert(
+        patient=current,
+        accession_number=accession or _new_accession_number(),
+        accession_issuer=accession_issuer,
+        fields=order_fields,
+    )
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=entered,
+        before=before,
+        after=_order_snapshot(entered),
+    )
+    if not procedures:
+        raise DomainError("an order needs at least one requested procedure")
+    for procedure_map in procedures:
+        _procedure_enter(actor=actor, order=entered, data=procedure_map)
+    return entered
+
+
+def _procedure_enter(*, actor: Any, order: Order, data: Mapping[str, Any]) -> None:
+    fields = dict(data)
+    steps = list(fields.pop("steps", None) or [])
+    rp_id = str(fields.pop("requested_procedure_id", "") or "").strip()
+    study_uid = str(fields.pop("study_instance_uid", "") or "").strip()
+    _check_fields(RequestedProcedure, fields, what="procedure")
+    existing = None
+    if rp_id:
+        existing = RequestedProcedure.objects.filter(
+            order=order, requested_procedure_id=rp_id
+        ).first()
+    elif study_uid:
+        existing = RequestedProcedure.objects.filter(
+            order=order, study_instance_uid=study_uid
+        ).first()
+    if existing is not None:
+        rp_id = existing.requested_procedure_id
+        study_uid = study_uid or existing.study_instance_uid
+    if not rp_id:
+        rp_id = _next_free("RP", order.procedures.values_list("requested_procedure_id", flat=True))
+    if not study_uid:
+        study_uid = generate_uid(prefix=settings.BROKER_UID_ROOT)
+    before = snapshot(existing) if existing else None
+    procedure = procedure_upsert(
+        order=order, requested_procedure_id=rp_id, study_instance_uid=study_uid, fields=fields
+    )
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=procedure,
+        before=before,
+        after=snapshot(procedure),
+    )
+    if existing is None and not steps:
+        raise DomainError("a requested procedure needs at least one scheduled step")
+    for step_map in steps:
+        _step_enter(actor=actor, procedure=procedure, data=step_map)
+
+
+def _step_enter(*, actor: Any, procedure: RequestedProcedure, data: Mapping[str, Any]) -> None:
+    fields = dict(data)
+    sps_id = str(fields.pop("sps_id", "") or "").strip()
+    titles: list[str] | None = None
+    if "station_ae_titles" in fields:
+        titles = [str(t) for t in fields.pop("station_ae_titles") or []]
+    if "station_ae_title" in fields:
+        title = fields.pop("station_ae_title")
+        titles = [str(title)] if title else []
+    _check_fields(ScheduledProcedureStep, fields, what="step")
+    _aware(fields.get("start"))
+    existing = (
+        ScheduledProcedureStep.objects.filter(procedure=procedure, sps_id=sps_id).first()
+        if sps_id
+        else None
+    )
+    if existing is not None and existing.status in FINAL and fields:
+        raise DomainError(f"Scheduled Procedure Step {sps_id} is {existing.status}")
+    if not sps_id:
+        sps_id = _next_free("SPS", procedure.steps.values_list("sps_id", flat=True))
+    before = _step_snapshot(existing) if existing else None
+    step = step_upsert(procedure=procedure, sps_id=sps_id, fields=fields, station_ae_titles=titles)
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=step,
+        before=before,
+        after=_step_snapshot(step),
+    )
+
+
+def _locked_step(step_id: int) -> ScheduledProcedureStep:
+    step = ScheduledProcedureStep.objects.select_for_update().filter(pk=step_id).first()
+    if step is None:
+        raise DomainError("this scheduled procedure step does not exist")
+    return step
+
+
+def _refuse_final(step: ScheduledProcedureStep, wanted: str) -> None:
+    if step.status in FINAL:
+        raise DomainError(
+            f"Scheduled Procedure Step {step.sps_id} is {step.status.lower()}; "
+            f"it cannot become {wanted.lower()}"
+        )
+
+
+@transaction.atomic
+def step_change_status(*, actor: Any, step_id: int, new_status: str) -> ScheduledProcedureStep:
+    """Move a step to any SPS status; a final step (completed, discontinued, canceled)
+    refuses. Through ``step_set_status``, so the event is the same as for HL7 and MPPS."""
+    if new_status not in SPSStatus.values:
+        raise DomainError(f"{new_status!r} is not a Scheduled Procedure Step Status")
+    step = _locked_step(step_id)
+    old = step.status
+    if old == new_status:
+        return step
+    _refuse_final(step, new_status)
+    if not step_set_status(step=step, new_status=new_status, expected=[old]):
+        raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
+    audit_record(
+        actor=actor,
+        action="step_change_status",
+        instance=step,
+        before={"status": old},
+        after={"status": new_status},
+    )
+    return step
+
+
+def step_mark_arrived(*, actor: Any, step_id: int) -> ScheduledProcedureStep:
+    return step_change_status(actor=actor, step_id=step_id, new_status=SPSStatus.ARRIVED)
+
+
+def step_cancel(*, actor: Any, step_id: int) -> ScheduledProcedureStep:
+    return step_change_status(actor=actor, step_id=step_id, new_status=SPSStatus.CANCELED)
+
+
+def step_discontinue(*, actor: Any, step_id: int) -> ScheduledProcedureStep:
+    return step_change_status(actor=actor, step_id=step_id, new_status=SPSStatus.DISCONTINUED)
+
+
+@transaction.atomic
+def step_reschedule(
+    *, actor: Any, step_id: int, start: datetime, station_ae_title: str | None = None
+) -> ScheduledProcedureStep:
+    """A new start (and, if given, a new station: its AE title replaces the old ones;
+    ``""`` clears them). The local DA/TM columns follow ``start`` (the model's save)."""
+    if start is None:
+        raise DomainError("a new scheduled start is required")
+    _aware(start)
+    step = _locked_step(step_id)
+    _refuse_final(step, "rescheduled")
+    before = _step_snapshot(step)
+    step.start = start
+    step.save(update_fields=["start", "start_date", "start_time", "updated_at"])
+    if station_ae_title is not None:
+        step.station_ae_titles.exclude(ae_title=station_ae_title).delete()
+        if station_ae_title:
+            step.station_ae_titles.get_or_create(ae_title=station_ae_title)
+    audit_record(
+        actor=actor,
+        action="step_reschedule",
+        instance=step,
+        before=before,
+        after=_step_snapshot(step),
+    )
+    events.publish(events.order_changed, order_id=step.procedure.order_id)
+    return step
+
+
+@transaction.atomic
+def patient_correct(*, actor: Any, patient_pk: int, fields: Mapping[str, Any]) -> Patient:
+    """Correct demographics (name, birth date, sex, ...). The identifier is changed only
+    by ``patient_change_identifier``."""
+    fields = dict(fields)
+    if set(fields) & _PATIENT_IDENTIFIER:
+        raise DomainError("the patient identifier cannot be corrected here")
+    _check_fields(Patient, fields, what="patient")
+    patient = Patient.objects.select_for_update().filter(pk=patient_pk).first()
+    if patient is None:
+        raise DomainError("this patient does not exist")
+    before = _patient_snapshot(patient)
+    if _apply(patient, fields):
+        patient.save()
+        audit_record(
+            actor=actor,
+            action="patient_correct",
+            instance=patient,
+            before=before,
+            after=_patient_snapshot(patient),
+        )
+        events.publish(events.patient_changed, patient_id=patient.pk)
+    return patient
+
+
+@transaction.atomic
+def step_remove(*, actor: Any, step_id: int) -> None:
+    """Take a step out of the worklist (MWL-RS DELETE), keeping the row and its history:
+    a step that is not final becomes CANCELED; a final one is already out of it."""
+    step = _locked_step(step_id)
+    old = step.status
+    if old in FINAL:
+        return
+    if not step_set_status(step=step, new_status=SPSStatus.CANCELED, expected=[old]):
+        raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
+    audit_record(
+        actor=actor,
+        action="step_remove",
+        instance=step,
+        before={"status": old},
+        after={"status": SPSStatus.CANCELED},
+    )
