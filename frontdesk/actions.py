@@ -28,7 +28,7 @@ from frontdesk.forms import (
     split_name,
 )
 from worklist import services
-from worklist.models import Patient
+from worklist.models import Order, Patient
 from worklist.selectors import step_list
 from worklist.services import DomainError
 
@@ -197,13 +197,31 @@ class OrderEntryView(StaffPage, View):
             return self._render(request, forms)
         patient = patient_form.cleaned_data
         order = order_form.cleaned_data
+        # The service creates *or updates* (MWL-RS semantics): an accession number typed
+        # by hand that already belongs to another patient's order would move that order.
+        taken = (
+            Order.objects.filter(accession_number=order["accession_number"].strip())
+            .exclude(
+                patient__patient_id=patient["patient_id"].strip(),
+                patient__issuer=patient["issuer"].strip(),
+            )
+            .exists()
+            if order["accession_number"].strip()
+            else False
+        )
+        if taken:
+            order_form.add_error(
+                "accession_number", "This accession number belongs to another patient's order."
+            )
+            return self._render(request, forms)
         try:
             entered = services.order_enter(
                 actor=request.user,
                 patient={
                     "patient_id": patient["patient_id"].strip(),
                     "issuer": patient["issuer"].strip(),
-                    **patient_form.patient_fields(),
+                    # Left empty: a known patient keeps what the worklist has.
+                    **{k: v for k, v in patient_form.patient_fields().items() if v},
                 },
                 order={
                     "accession_number": order["accession_number"].strip(),

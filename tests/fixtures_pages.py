@@ -4,63 +4,41 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from broker import roles
+
 PASSWORD = "a-long-test-password-1"
 
-DESK_PERMISSIONS = (
-    "frontdesk.view_pages",
-    "worklist.view_scheduledprocedurestep",
-    "worklist.change_scheduledprocedurestep",
-    "worklist.view_patient",
-    "worklist.change_patient",
-    "worklist.add_order",
-)
-LEAD_PERMISSIONS = (
-    "frontdesk.view_pages",
-    "worklist.view_scheduledprocedurestep",
-    "worklist.view_patient",
-    "hl7v2.view_inboundmessage",
-    "mpps.view_outboundmessage",
-)
-INTEGRATOR_PERMISSIONS = (
-    "worklist.view_scheduledprocedurestep",
-    "worklist.change_scheduledprocedurestep",
-    "worklist.add_order",
-)
 
-
-def make_user(username: str, permissions: Iterable[str]) -> User:
+def role_user(username: str, role: str) -> User:
+    """An account in one of the roles the broker ships with (a group of broker.roles)."""
     user = User.objects.create_user(username, password=PASSWORD)
-    for name in permissions:
-        app_label, codename = name.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
+    user.groups.add(Group.objects.get(name=role))
     return user
 
 
 @pytest.fixture
 def desk_user(db: None) -> User:
-    return make_user("clerk", DESK_PERMISSIONS)
+    return role_user("clerk", roles.FRONT_DESK)
 
 
 @pytest.fixture
 def lead_user(db: None) -> User:
-    return make_user("lead", LEAD_PERMISSIONS)
+    return role_user("lead", roles.DEPARTMENT_LEAD)
 
 
 @pytest.fixture
 def integrator_user(db: None) -> User:
-    return make_user("integrator", INTEGRATOR_PERMISSIONS)
+    return role_user("integrator", roles.INTEGRATOR)
 
 
 @pytest.fixture
@@ -115,8 +93,7 @@ class BrowserPage:
         return [
             url
             for url in self.requests
-            if not url.startswith(("data:", "about:"))
-            and urlsplit(url).netloc != origin.netloc
+            if not url.startswith(("data:", "about:")) and urlsplit(url).netloc != origin.netloc
         ]
 
 
