@@ -28,12 +28,13 @@ class Series:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten at or above ``value``."""
+    """The smallest round number (1, 1.2, 1.6, 2, 3, 4, 6, 8 times a power of ten) at or
+    above ``value``: the top of the axis, with four round ticks below it."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
-        if value <= step * power:
+    for step in (1, 1.2, 1.6, 2, 3, 4, 6, 8, 10):
+        if value <= step * power * (1 + 1e-9):
             return float(step * power)
     return float(10 * power)
 

@@ -6,15 +6,19 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from broker import roles
+from tests.fixtures_dicom import schedule
 
 PASSWORD = "a-long-test-password-1"
 
@@ -55,6 +59,32 @@ def lead_client(lead_user: User) -> Client:
     return client
 
 
+def morning() -> None:
+    """A few of today's steps, so that the page looks like a working day."""
+    now = timezone.localtime().replace(second=0, microsecond=0)
+    for n, (name, modality, station, status, minutes) in enumerate(
+        [
+            ("MUELLER^HANS", "CT", "CT1", "COMPLETED", -90),
+            ("SMITH^MARY", "CT", "CT1", "STARTED", -20),
+            ("GARCIA^LUIS", "MR", "MR1", "ARRIVED", 10),
+            ("NGUYEN^THI", "US", "US1", "SCHEDULED", 45),
+            ("OKAFOR^CHI", "CT", "CT1", "SCHEDULED", 75),
+        ]
+    ):
+        schedule(
+            patient_id=f"PID{n}",
+            patient_name=name,
+            accession=f"A2026{n:04d}",
+            modality=modality,
+            stations=[station],
+            status=status,
+            start=now + timedelta(minutes=minutes),
+            procedure={
+                "description": {"CT": "CT HEAD", "MR": "MR KNEE", "US": "US ABDOMEN"}[modality]
+            },
+        )
+
+
 # --- a real browser ------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,6 +116,13 @@ class BrowserPage:
         self.page.fill("#id_password", PASSWORD)
         self.page.click("button[type=submit]")
         self.page.wait_for_load_state()
+
+    def screenshot(self, name: str) -> None:
+        """Save the page as ``<name>.png`` into $PAGES_SCREENSHOT_DIR (e.g. ``docs``) when it
+        is set: that is how the README's screenshots are made."""
+        folder = os.environ.get("PAGES_SCREENSHOT_DIR")
+        if folder:
+            self.page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
     def foreign_requests(self) -> list[str]:
         """Requests to anything but the live server (there must be none)."""
