@@ -207,7 +207,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Where collectstatic puts the pages' CSS and JS for whitenoise to serve (the Docker
+# image collects them at build time into its own folder, outside the data volume).
+STATIC_ROOT = Path(_cfg.string("BROKER_STATIC_ROOT", str(VAR_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
