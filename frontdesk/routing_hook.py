@@ -5,7 +5,9 @@ not got these reads yet) every function here answers "nothing", and the pages le
 routing column and figures out. The one place that knows the routing app's read names:
 
 - ``routing.selectors.board_states(study_uids) -> {study_uid: short state text}``
-- ``routing.selectors.routed_at(study_uids) -> {study_uid: datetime routed}``
+- ``routing.selectors.complete_to_routed(since=date, until=date, modality=str | None)
+  -> {(day, modality): figures}``, figures with ``count``, ``median`` and ``p90`` in
+  seconds (as :class:`mpps.selectors.Figures`), days as :func:`mpps.selectors.turnaround`
 - ``routing.selectors.queue_health() -> {"pending": n, "failed": n,
   "oldest_pending": datetime | None, "oldest_failed": datetime | None}``
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date
 from types import ModuleType
 from typing import Any
 
@@ -48,8 +50,10 @@ def board_states(study_uids: Iterable[str]) -> dict[str, str]:
     return _call("board_states", list(study_uids)) or {}
 
 
-def routed_at(study_uids: Iterable[str]) -> dict[str, datetime]:
-    return _call("routed_at", list(study_uids)) or {}
+def complete_to_routed(*, since: date, until: date, modality: str | None) -> dict[Any, Any]:
+    selectors = _selectors()
+    function = getattr(selectors, "complete_to_routed", None) if selectors is not None else None
+    return function(since=since, until=until, modality=modality) if function is not None else {}
 
 
 def queue_health() -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from frontdesk.access import (
     may_use_pages,
 )
 from frontdesk.forms import DeskFilterForm
-from mpps.selectors import TurnaroundFigure, turnaround_figures, turnaround_samples
+from mpps.selectors import turnaround
 
 # The longest period the turnaround page computes at once.
 MAX_TURNAROUND_DAYS = 92
@@ -123,25 +123,26 @@ class BoardRowsView(BoardView):
 
 
 def _chart_series(
-    figures: list[TurnaroundFigure], attribute: str, modalities: list[str]
+    rows: list[dict[str, Any]], metric: str, modalities: list[str]
 ) -> list[charts.Series]:
     series = []
     for modality in modalities:
         medians: dict[date, float | None] = {}
         p90s: dict[date, float | None] = {}
-        for figure in figures:
-            if figure.modality != modality:
+        for row in rows:
+            figures = row[metric]
+            if row["modality"] != modality or figures is None:
                 continue
-            spread = getattr(figure, attribute)
-            medians[figure.day] = spread.median / 60 if spread.median is not None else None
-            p90s[figure.day] = spread.p90 / 60 if spread.p90 is not None else None
+            medians[row["day"]] = figures.median / 60 if figures.median is not None else None
+            p90s[row["day"]] = figures.p90 / 60 if figures.p90 is not None else None
         series.append(charts.Series(name=modality, median=medians, p90=p90s))
     return series
 
 
 class TurnaroundView(StaffPage, TemplateView):
     """Median and 90th percentile of order -> start, start -> complete (and complete ->
-    routed when routing is installed) per modality and day, for a chosen period."""
+    routed when routing is installed) per modality and day, for a chosen period. The
+    figures are :func:`mpps.selectors.turnaround`'s, the same as the API's."""
 
     permission_required = VIEW_STEPS
     template_name = "frontdesk/turnaround.html"
@@ -155,14 +156,24 @@ class TurnaroundView(StaffPage, TemplateView):
             first, last = last, first
         first = max(first, last - timedelta(days=MAX_TURNAROUND_DAYS - 1))
         modality = self.request.GET.get("modality", "").strip().upper()
-        samples = turnaround_samples(first_day=first, last_day=last, modality=modality)
         routing = routing_hook.installed()
-        routed_at = (
-            routing_hook.routed_at({s.study_instance_uid for s in samples}) if routing else {}
+        routed = (
+            routing_hook.complete_to_routed(since=first, until=last, modality=modality or None)
+            if routing
+            else {}
         )
-        figures = turnaround_figures(samples, routed_at=routed_at)
+        rows: list[dict[str, Any]] = [
+            {
+                "day": row.day,
+                "modality": row.modality,
+                "order_to_start": row.order_to_start,
+                "start_to_complete": row.start_to_complete,
+                "complete_to_routed": routed.get((row.day, row.modality)),
+            }
+            for row in turnaround(since=first, until=last, modality=modality or None)
+        ]
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        modalities = sorted({f.modality for f in figures})
+        modalities = sorted({row["modality"] for row in rows})
         metrics = [
             ("order_to_start", "Order → start", "order received until the scanner started"),
             ("start_to_complete", "Start → complete", "scanner started until it completed"),
@@ -173,21 +184,18 @@ class TurnaroundView(StaffPage, TemplateView):
             first=first,
             last=last,
             modality=modality,
-            figures=figures,
-            modalities=modalities,
+            rows=rows,
             legend=charts.legend_colours(modalities),
             charts=[
                 {
                     "title": title,
                     "help": help_text,
-                    "attribute": attribute,
+                    "metric": metric,
                     "svg": charts.line_chart(
-                        title=title,
-                        days=days,
-                        series=_chart_series(figures, attribute, modalities),
+                        title=title, days=days, series=_chart_series(rows, metric, modalities)
                     ),
                 }
-                for attribute, title, help_text in metrics
+                for metric, title, help_text in metrics
             ],
             routing=routing,
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import date
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -36,6 +36,10 @@ def performed_series_for_study(study_instance_uid: str) -> QuerySet[PerformedSer
     )
 
 
+def ris_message_list() -> QuerySet[OutboundMessage]:
+    return OutboundMessage.objects.select_related("order").order_by("-created_at", "-id")
+
+
 def ris_messages_for_order(order_id: int) -> QuerySet[OutboundMessage]:
     return (
         OutboundMessage.objects.filter(order_id=order_id)
@@ -44,130 +48,94 @@ def ris_messages_for_order(order_id: int) -> QuerySet[OutboundMessage]:
     )
 
 
-# --- turnaround ---------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class TurnaroundSample:
-    """One performed scheduled step: when it was ordered, started and completed."""
-
-    day: date  # local date the step started
-    modality: str
-    study_instance_uid: str
-    ordered_at: datetime  # the order was received (HL7 ORM / OMI, or entered)
-    started_at: datetime  # the first MPPS IN PROGRESS
-    completed_at: datetime | None  # the last MPPS COMPLETED, None while not completed
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Median and 90th percentile (linear interpolation) of some durations, in seconds."""
+class Figures:
+    """Durations in seconds: how many, their median and 90th percentile (None if none)."""
 
     count: int
     median: float | None
     p90: float | None
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> Spread:
-        values = sorted(seconds)
-        if not values:
+    def of(cls, seconds: list[float]) -> Figures:
+        if not seconds:
             return cls(0, None, None)
-        if len(values) == 1:
-            return cls(1, values[0], values[0])
-        p90 = statistics.quantiles(values, n=10, method="inclusive")[-1]
-        return cls(len(values), statistics.median(values), p90)
+        ordered = sorted(seconds)
+        # Nearest-rank percentile: the smallest value with 90 % of them at or below it.
+        p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+        return cls(len(ordered), float(statistics.median(ordered)), float(p90))
 
 
 @dataclass(frozen=True)
-class TurnaroundFigure:
+class TurnaroundRow:
     day: date
     modality: str
-    order_to_start: Spread
-    start_to_complete: Spread
-    complete_to_routed: Spread
+    order_to_start: Figures
+    start_to_complete: Figures
 
 
-def turnaround_samples(
-    *, first_day: date, last_day: date, modality: str = ""
-) -> list[TurnaroundSample]:
-    """Steps whose first MPPS started between ``first_day`` and ``last_day`` (local days,
-    both included), optionally of one modality (the step's, else the MPPS's)."""
-    zone = timezone.get_current_timezone()
-    since = datetime.combine(first_day, time.min, tzinfo=zone)
-    until = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=zone)
-    links = (
-        StepLink.objects.filter(mpps__started_at__gte=since, mpps__started_at__lt=until)
-        .values(
-            "step_id",
-            "step__modality",
-            "mpps__modality",
-            "step__procedure__study_instance_uid",
-            "step__procedure__order__created_at",
-            "mpps__status",
-            "mpps__started_at",
-            "mpps__ended_at",
-        )
-        .order_by("step_id", "mpps__started_at")
-    )
-    per_step: dict[int, dict[str, Any]] = {}
-    for link in links:
-        sample = per_step.setdefault(
-            link["step_id"],
-            {
-                "modality": link["step__modality"] or link["mpps__modality"],
-                "study_instance_uid": link["step__procedure__study_instance_uid"],
-                "ordered_at": link["step__procedure__order__created_at"],
-                "started_at": link["mpps__started_at"],
-                "completed_at": None,
-            },
-        )
-        ended = link["mpps__ended_at"]
-        if (
-            link["mpps__status"] == MPPSStatus.COMPLETED
-            and ended is not None
-            and (sample["completed_at"] is None or ended > sample["completed_at"])
-        ):
-            sample["completed_at"] = ended
-    samples = [
-        TurnaroundSample(day=timezone.localtime(s["started_at"]).date(), **s)
-        for s in per_step.values()
-    ]
+def turnaround(*, since: date, until: date, modality: str | None = None) -> list[TurnaroundRow]:
+    """Turnaround per modality and day (the local day the MPPS arrived), for days
+    ``since`` to ``until`` inclusive:
+
+    - order -> start: from the order's arrival (ORM received) to the first MPPS IN
+      PROGRESS of each of its steps (both as the broker received them);
+    - start -> complete: from an MPPS's start to its completion (the modality's
+      Performed Procedure Step start and end date/time; the broker's receive times
+      when the modality sent none), for completed MPPS.
+
+    The same numbers for the turnaround page and the API.
+    """
+    start = timezone.make_aware(dt.datetime.combine(since, dt.time.min))
+    end = timezone.make_aware(dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min))
+    links = StepLink.objects.filter(mpps__created_at__gte=start, mpps__created_at__lt=end)
     if modality:
-        samples = [s for s in samples if s.modality == modality]
-    return samples
-
-
-def turnaround_figures(
-    samples: Iterable[TurnaroundSample], *, routed_at: Mapping[str, datetime] | None = None
-) -> list[TurnaroundFigure]:
-    """Median and 90th percentile of order -> start, start -> complete and complete ->
-    routed (``routed_at``: when each study was routed) per day and modality."""
-    routed_at = routed_at or {}
-    groups: dict[tuple[date, str], list[TurnaroundSample]] = defaultdict(list)
-    for sample in samples:
-        groups[(sample.day, sample.modality)].append(sample)
-    figures = []
-    for (day, modality), group in sorted(groups.items()):
-        routed = [
-            (routed_at[s.study_instance_uid] - s.completed_at).total_seconds()
-            for s in group
-            if s.completed_at is not None and s.study_instance_uid in routed_at
-        ]
-        figures.append(
-            TurnaroundFigure(
-                day=day,
-                modality=modality,
-                order_to_start=Spread.of(
-                    [max(0.0, (s.started_at - s.ordered_at).total_seconds()) for s in group]
-                ),
-                start_to_complete=Spread.of(
-                    [
-                        (s.completed_at - s.started_at).total_seconds()
-                        for s in group
-                        if s.completed_at is not None
-                    ]
-                ),
-                complete_to_routed=Spread.of([max(0.0, r) for r in routed]),
-            )
+        links = links.filter(step__modality=modality)
+    rows = links.values_list(
+        "step_id",
+        "step__modality",
+        "step__procedure__order__created_at",
+        "mpps_id",
+        "mpps__status",
+        "mpps__created_at",
+        "mpps__updated_at",
+        "mpps__started_at",
+        "mpps__ended_at",
+    )
+    first_start: dict[int, tuple[dt.datetime, dt.datetime, str]] = {}
+    durations: dict[tuple[date, str], list[float]] = defaultdict(list)
+    seen_mpps: set[int] = set()
+    for (
+        step_id,
+        step_modality,
+        ordered_at,
+        mpps_id,
+        mpps_status,
+        created,
+        updated,
+        started,
+        ended,
+    ) in rows:
+        known = first_start.get(step_id)
+        if known is None or created < known[1]:
+            first_start[step_id] = (ordered_at, created, step_modality)
+        if mpps_status == MPPSStatus.COMPLETED and mpps_id not in seen_mpps:
+            seen_mpps.add(mpps_id)
+            began, finished = (started, ended) if started and ended else (created, updated)
+            key = (timezone.localdate(created), step_modality)
+            durations[key].append(max(0.0, (finished - began).total_seconds()))
+    waits: dict[tuple[date, str], list[float]] = defaultdict(list)
+    for ordered_at, created, step_modality in first_start.values():
+        waits[(timezone.localdate(created), step_modality)].append(
+            max(0.0, (created - ordered_at).total_seconds())
         )
-    return figures
+    keys = sorted(set(waits) | set(durations))
+    return [
+        TurnaroundRow(
+            day=day,
+            modality=mod,
+            order_to_start=Figures.of(waits.get((day, mod), [])),
+            start_to_complete=Figures.of(durations.get((day, mod), [])),
+        )
+        for day, mod in keys
+    ]

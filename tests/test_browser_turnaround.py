@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
+from mpps.models import PerformedProcedureStep
 from mpps.services import mpps_create, mpps_set
 from tests.fixtures_dicom import schedule
 from tests.fixtures_mpps import n_create_dataset, n_set_dataset
@@ -44,6 +45,8 @@ def performed(day: date, n: int, minutes_to_start: int, minutes_to_complete: int
     done.PerformedProcedureStepEndDate = f"{end:%Y%m%d}"
     done.PerformedProcedureStepEndTime = f"{end:%H%M%S}"
     mpps_set(sop_instance_uid=uid, modification=done)
+    # As if the broker had received the N-CREATE at the start.
+    PerformedProcedureStep.objects.filter(sop_instance_uid=uid).update(created_at=start)
 
 
 def test_a_lead_sees_the_turnaround_chart(browser_page: BrowserPage, lead_user: User) -> None:

@@ -250,3 +250,63 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [value] if value else []
     return list(value)
+
+
+def order_maps(dataset: Dataset) -> dict[str, Any]:
+    """A worklist entry as the keyword arguments of ``services.order_enter`` (MWL-RS POST).
+
+    Read with the same table and conversions as a file import; identifiers that are
+    absent stay empty, for ``order_enter`` to generate.
+    """
+    top = _fields(dataset, TOP_ATTRIBUTES)
+    patient: dict[str, Any] = {
+        "patient_id": _text(dataset, "PatientID"),
+        "issuer": _text(dataset, "IssuerOfPatientID"),
+        **top["patient"],
+    }
+    other_ids = _code_items(dataset, "OtherPatientIDsSequence")
+    if other_ids:
+        patient["other_ids"] = [
+            {"patient_id": _text(i, "PatientID"), "issuer": _text(i, "IssuerOfPatientID")}
+            for i in other_ids
+        ]
+    order = {"accession_number": _text(dataset, "AccessionNumber"), **top["order"]}
+    procedure: dict[str, Any] = {
+        "requested_procedure_id": _text(dataset, "RequestedProcedureID"),
+        "study_instance_uid": _text(dataset, "StudyInstanceUID"),
+        **top["procedure"],
+    }
+    codes = _code_items(dataset, "RequestedProcedureCodeSequence")
+    if codes:
+        procedure.update(
+            code_value=_text(codes[0], "CodeValue"),
+            code_scheme=_text(codes[0], "CodingSchemeDesignator"),
+            code_meaning=_text(codes[0], "CodeMeaning"),
+        )
+    steps = []
+    for item in dataset.get("ScheduledProcedureStepSequence") or []:
+        fields: dict[str, Any] = _fields(item, SPS_ATTRIBUTES)["step"]
+        fields["sps_id"] = _text(item, "ScheduledProcedureStepID")
+        if "ScheduledProcedureStepStartDate" in item:
+            fields["start"] = _start(item)
+        status = _text(item, "ScheduledProcedureStepStatus")
+        if status:
+            if status not in SPSStatus.values:
+                raise WorklistFileError(f"{status!r} is not a Scheduled Procedure Step Status")
+            fields["status"] = status
+        protocol = _code_items(item, "ScheduledProtocolCodeSequence")
+        if protocol:
+            fields["protocol_codes"] = [
+                {
+                    "value": _text(c, "CodeValue"),
+                    "scheme": _text(c, "CodingSchemeDesignator"),
+                    "meaning": _text(c, "CodeMeaning"),
+                }
+                for c in protocol
+            ]
+        stations = item.get("ScheduledStationAETitle")
+        if stations is not None:
+            fields["station_ae_titles"] = [str(t).strip() for t in _as_list(stations)]
+        steps.append(fields)
+    procedure["steps"] = steps
+    return {"patient": patient, "order": order, "procedures": [procedure]}

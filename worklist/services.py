@@ -639,7 +639,7 @@ def order_enter(
         else None
     )
     before = _order_snapshot(existing_order) if existing_order else None
-    entered, _ = order_upsert(
+    entered, created = order_upsert(
         patient=current,
         accession_number=accession or _new_accession_number(),
         accession_issuer=accession_issuer,
@@ -652,7 +652,7 @@ def order_enter(
         before=before,
         after=_order_snapshot(entered),
     )
-    if not procedures:
+    if created and not procedures:
         raise DomainError("an order needs at least one requested procedure")
     for procedure_map in procedures:
         _procedure_enter(actor=actor, order=entered, data=procedure_map)

@@ -22,9 +22,9 @@ def person(name: str) -> str:
 
 
 @register.filter
-def minutes(seconds: float | None) -> str:
+def minutes(seconds: float | str | None) -> str:
     """Seconds as whole minutes ("12 min"), "—" when there is no figure."""
-    if seconds is None:
+    if seconds is None or isinstance(seconds, str):
         return "—"
     if seconds < 60:
         return f"{seconds:.0f} s"
