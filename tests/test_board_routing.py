@@ -22,7 +22,7 @@ from tests.fixtures_mpps import n_create_dataset, n_set_dataset
 if not apps.is_installed("routing"):
     pytest.skip("the routing app is not installed in this build", allow_module_level=True)
 
-from routing.models import Destination, RoutingJob  # noqa: E402
+from routing.models import Destination, RoutingJob
 
 pytestmark = pytest.mark.django_db
 
