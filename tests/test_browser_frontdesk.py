@@ -50,6 +50,7 @@ def test_a_clerk_enters_a_walk_in_and_the_scanner_finds_it(
     page.fill("#id_order-procedure_description", "CT CHEST")
     page.fill("#id_steps-0-modality", "CT")
     page.fill("#id_steps-0-station_ae_title", "CT1")
+    browser_page.screenshot("order-entry")
     page.click("text=Save order")
 
     message = page.locator(".message.success")
