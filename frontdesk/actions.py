@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
@@ -33,14 +34,18 @@ from worklist.selectors import step_list
 from worklist.services import DomainError
 
 
-def _back(request: HttpRequest) -> HttpResponse:
-    """To the page the action was sent from (``next``), else the front desk."""
+def _next(request: HttpRequest) -> str:
+    """The page the action was sent from (``next``) if it is one of ours, else the desk."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        return redirect(target)
-    return redirect("frontdesk:desk")
+        return target
+    return reverse("frontdesk:desk")
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    return redirect(_next(request))
 
 
 def _describe(step: Any) -> str:
@@ -85,7 +90,7 @@ class RescheduleView(StaffPage, View):
         return render(
             request,
             self.template_name,
-            {"step": step, "form": form, "next": request.GET.get("next", "")},
+            {"step": step, "form": form, "next": _next(request)},
         )
 
     def get(self, request: HttpRequest, step_id: int) -> HttpResponse:
@@ -130,7 +135,7 @@ class PatientCorrectView(StaffPage, View):
         return render(
             request,
             self.template_name,
-            {"patient": patient, "form": form, "next": request.GET.get("next", "")},
+            {"patient": patient, "form": form, "next": _next(request)},
         )
 
     def get(self, request: HttpRequest, patient_pk: int) -> HttpResponse:

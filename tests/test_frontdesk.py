@@ -211,3 +211,18 @@ def test_it_corrects_a_patients_demographics(desk_client: Client, desk_user: Use
     entry = AuditEntry.objects.get(action="patient_correct")
     assert entry.actor == desk_user
     assert "DOE, JOHN" in desk_client.get("/desk/").content.decode()
+
+
+def test_the_back_link_is_never_a_script_or_another_host(desk_client: Client) -> None:
+    step = schedule(start=today_at(9))
+    for target in ("javascript:alert(1)", "https://example.org/"):
+        html = desk_client.get(
+            f"/desk/steps/{step.pk}/reschedule/", {"next": target}
+        ).content.decode()
+        assert '<a href="/desk/">Back</a>' in html
+
+
+def test_an_accession_number_cannot_break_out_of_the_cancel_prompt(desk_client: Client) -> None:
+    schedule(start=today_at(9), accession="X');alert('1")
+    html = desk_client.get("/desk/").content.decode()
+    assert "confirm('Cancel X\\u0027)\\u003Balert(\\u00271?')" in html
