@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from frontdesk.status import WORDS
 from worklist.status import Priority, SPSStatus
 
 SEX_CHOICES = [("", "—"), ("F", "Female"), ("M", "Male"), ("O", "Other")]
@@ -46,7 +47,17 @@ class DeskFilterForm(forms.Form):
     all_days = forms.BooleanField(label="All days", required=False)
     modality: forms.ChoiceField = forms.ChoiceField(required=False)
     station: forms.ChoiceField = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *SPSStatus.choices])
+    # The board's words; READY keeps its own name here, to filter on it.
+    status = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "Any status"),
+            *(
+                (value, "Ready" if value == SPSStatus.READY else WORDS[value].word)
+                for value in SPSStatus.values
+            ),
+        ],
+    )
 
     def __init__(self, *args: Any, modalities: list[str], stations: list[str], **kwargs: Any):
         super().__init__(*args, **kwargs)
