@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
@@ -21,8 +24,6 @@ def today_at(hour: int, minute: int = 0):
 
 
 def badges(html: str) -> list[str]:
-    import re
-
     return re.findall(r'<span class="badge [a-z-]+">([^<]+)</span>', html)
 
 
@@ -133,3 +134,17 @@ def test_it_refuses_an_account_without_the_pages_permission(
 ) -> None:
     client.force_login(integrator_user)
     assert client.get("/board/").status_code == 403
+
+
+def test_the_number_of_queries_does_not_grow_with_the_steps(lead_client: Client) -> None:
+    def rows(n: int) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert lead_client.get("/board/rows/").status_code == 200
+        return len(queries)
+
+    for n in range(2):
+        schedule(accession=f"A{n}", patient_id=f"P{n}", sps_id=f"S{n}", start=today_at(9, n))
+    few = rows(2)
+    for n in range(2, 12):
+        schedule(accession=f"A{n}", patient_id=f"P{n}", sps_id=f"S{n}", start=today_at(9, n))
+    assert rows(12) == few
