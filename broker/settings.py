@@ -317,8 +317,10 @@ LOGGING = {
     "loggers": {
         # pynetdicom logs every PDU at DEBUG and identifiers (patient data) on request.
         "pynetdicom": {"level": "WARNING"},
-        "hl7apy": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
+        # django-axes: its start-up banner and every attempt at INFO; lockouts (with the
+        # username masked) at WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 

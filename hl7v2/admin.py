@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from hl7v2 import selectors, services
+from hl7v2 import intake, selectors
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
 
@@ -85,7 +85,7 @@ class InboundMessageAdmin(admin.ModelAdmin[InboundMessage]):
         failed = queryset.filter(outcome__in=(Outcome.ERROR, Outcome.REJECTED))
         outcomes: dict[str, int] = {}
         for message_id in failed.values_list("pk", flat=True):
-            reply = services.message_reprocess(message_id)
+            reply = intake.message_reprocess(message_id)
             outcomes[reply.outcome] = outcomes.get(reply.outcome, 0) + 1
         skipped = queryset.count() - sum(outcomes.values())
         summary = ", ".join(f"{count} {code}" for code, count in sorted(outcomes.items()))

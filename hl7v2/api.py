@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from hl7v2 import selectors, services
+from hl7v2 import intake, selectors
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
 from worklist.services import DomainError
@@ -93,7 +93,7 @@ class InboundMessageViewSet(viewsets.ReadOnlyModelViewSet[InboundMessage]):
         if message.outcome not in (Outcome.ERROR, Outcome.REJECTED):
             raise ValidationError({"detail": "only failed messages (AE, AR) are reprocessed"})
         try:
-            services.message_reprocess(message.pk)
+            intake.message_reprocess(message.pk)
         except DomainError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(MessageDetailSerializer(self.get_queryset().get(pk=message.pk)).data)

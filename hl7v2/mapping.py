@@ -1,4 +1,5 @@
-"""The HL7 v2 -> DICOM Modality Worklist mapping, as one table (../shared/hl7-to-mwl-mapping.md).
+"""The HL7 v2 -> DICOM Modality Worklist mapping, as one table (the IHE mapping
+of the project's design notes, summarised in docs/conformance/hl7-interface.md).
 
 Pure: it turns a parsed message into field maps for ``worklist.services`` and never touches
 the database. Each row of ``ORDER_ROWS`` / ``PATIENT_ROWS`` names the DICOM attribute,
@@ -8,7 +9,11 @@ OMI^O23. A value of HL7 ``""`` becomes ``None`` (clear); an empty field is left 
 
 Site-configurable parts (``MappingConfig``): the ORC-1/ORC-5 -> SPS status table. The
 station AE title source and the Study Instance UID policy need the database and are
-applied by ``hl7v2.services``.
+applied by ``hl7v2.apply``.
+
+Every HL7 field position lives here: the rows, the few fields read outside them
+(``ORDER_CONTROL``, ``PATIENT_IDENTIFIER``, ...), and :func:`key_field`, which tells the
+apply step where a key was read so that its errors name the field.
 """
 
 from __future__ import annotations
@@ -48,6 +53,26 @@ OMI: Final = "OMI"  # OMI^O23 v2.5
 # ORC-1 values with a meaning beyond the status table.
 ORDER_CONTROL_NEW = "NW"  # creates (or updates) the order
 ORDER_CONTROL_CHANGE = "XO"  # changes an existing order
+
+# --- messages the interface accepts ---------------------------------------------------
+
+ADT: Final = "ADT"
+ORDER_VERSIONS_V2: Final = frozenset({"2.3", "2.3.1", "2.4"})
+ORDER_VERSIONS_V25: Final = frozenset({"2.5", "2.5.1"})
+ADT_VERSIONS: Final = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
+ADT_DEMOGRAPHICS: Final = frozenset({"A01", "A04", "A05", "A08", "A31"})
+ADT_MERGE: Final = "A40"
+ADT_CHANGE_ID: Final = "A47"
+
+# (MSH-9.1, MSH-9.2) -> (structure of the mapping, versions accepted)
+SUPPORTED: Final[dict[tuple[str, str], tuple[str, frozenset[str]]]] = {
+    ("ORM", "O01"): (ORM, ORDER_VERSIONS_V2),
+    ("OMG", "O19"): (ORM, ORDER_VERSIONS_V25),
+    ("OMI", "O23"): (OMI, ORDER_VERSIONS_V25),
+    **{
+        (ADT, event): (ADT, ADT_VERSIONS) for event in (*ADT_DEMOGRAPHICS, ADT_MERGE, ADT_CHANGE_ID)
+    },
+}
 # Any other ORC-1 in the table (CA, DC, SC...) only changes the status of existing steps.
 
 DEFAULT_STATUS_TABLE: Final[dict[tuple[str, str], str]] = {
@@ -413,6 +438,12 @@ class FirstOf:
 
 Source = Field | Every | FirstOf
 
+# Fields read outside the rows: identifiers and the order control.
+ORDER_CONTROL: Final = Field("ORC", 1)
+ORDER_STATUS: Final = Field("ORC", 5)
+PATIENT_IDENTIFIER: Final = Field("PID", 3)
+PRIOR_PATIENT_IDENTIFIER: Final = Field("MRG", 1)
+
 
 class _Same:
     """The OMI column equals the ORM column."""
@@ -559,6 +590,25 @@ ORDER_ROWS: Final = (
 )
 
 
+def _row_fields() -> dict[tuple[str, str, str], Field]:
+    out = {}
+    for row in ORDER_ROWS:
+        for structure in (ORM, OMI):
+            source = row.source(structure)
+            if isinstance(source, Field):
+                out[(structure, *row.target)] = source
+    return out
+
+
+_ROW_FIELDS: Final = _row_fields()
+
+
+def key_field(structure: str, name: str, level: str = KEY) -> Field:
+    """Where ``name`` (a key, or an order field) is read in ``structure``: for errors
+    that name the field (``key_field(OMI, "accession_number")`` is IPC-1)."""
+    return _ROW_FIELDS[(structure, level, name)]
+
+
 # --- results ---------------------------------------------------------------------------
 
 
@@ -588,6 +638,7 @@ class StepUpdate:
     station_ae_titles: list[str]
     orc: Segment
     key_segment: Segment  # OBR (ORM) or IPC (OMI): where the keys were read
+    structure: str = ORM  # ORM or OMI: with key_field, where each key was read
 
 
 @dataclass
@@ -637,12 +688,12 @@ def _identifiers(seg: Segment, n: int) -> list[tuple[str, str]]:
 def patient_update(scope: Scope) -> PatientUpdate:
     """PID (with PV1, AL1, OBX) -> the patient's keys and demographics."""
     pid = _require(scope.first("PID"), "PID", "the patient")
-    ids = _identifiers(pid, 3)
+    ids = _identifiers(pid, PATIENT_IDENTIFIER.field)
     if not ids:
         raise MappingError(
             "Patient ID (PID-3.1) is missing",
             segment="PID",
-            field=3,
+            field=PATIENT_IDENTIFIER.field,
             occurrence=pid.occurrence,
             code=REQUIRED_FIELD_MISSING,
         )
@@ -650,7 +701,7 @@ def patient_update(scope: Scope) -> PatientUpdate:
         raise MappingError(
             f"Patient ID or its issuer is longer than {PATIENT_ID_MAX} characters",
             segment="PID",
-            field=3,
+            field=PATIENT_IDENTIFIER.field,
             occurrence=pid.occurrence,
             code=DATA_TYPE_ERROR,
         )
@@ -751,13 +802,13 @@ def _step_update(
     assert orc is not None
     key_name = "IPC" if structure == OMI else "OBR"
     key_segment = scope.first(key_name)
-    control = orc.get(1).strip().upper()
-    order_status = orc.get(5).strip().upper()
+    control = orc.get(ORDER_CONTROL.field).strip().upper()
+    order_status = orc.get(ORDER_STATUS.field).strip().upper()
     if not control:
         raise MappingError(
             "Order Control (ORC-1) is missing",
             segment="ORC",
-            field=1,
+            field=ORDER_CONTROL.field,
             occurrence=orc.occurrence,
             code=REQUIRED_FIELD_MISSING,
         )
@@ -766,7 +817,7 @@ def _step_update(
         raise MappingError(
             f"unsupported order control / status ORC-1/ORC-5 = {control}/{order_status or '(empty)'}",
             segment="ORC",
-            field=5 if order_status else 1,
+            field=(ORDER_STATUS if order_status else ORDER_CONTROL).field,
             occurrence=orc.occurrence,
             code=TABLE_VALUE_NOT_FOUND,
         )
@@ -776,13 +827,13 @@ def _step_update(
             _require(key_segment, key_name, "the requested procedure")
         key_segment = orc
     accession = _key(keys, "accession_number")
-    placer = orc.get(2).strip()
-    filler = orc.get(3).strip()
+    placer = orc.get(key_field(structure, "placer_order_number", ORDER).field).strip()
+    filler = orc.get(key_field(structure, "filler_order_number", ORDER).field).strip()
     if not accession and (control in (ORDER_CONTROL_NEW, ORDER_CONTROL_CHANGE) or not placer):
         raise MappingError(
             "Accession Number is missing",
             segment=key_name,
-            field=1 if structure == OMI else 18,
+            field=key_field(structure, "accession_number").field,
             occurrence=key_segment.occurrence,
             code=REQUIRED_FIELD_MISSING,
         )
@@ -790,7 +841,7 @@ def _step_update(
     sps_id = _key(keys, "sps_id")
     uid = _key(keys, "study_instance_uid")
     if uid and not (len(uid) <= 64 and UID_RE.match(uid)):
-        src = Field("IPC", 3) if structure == OMI else Field("ZDS", 1)
+        src = key_field(structure, "study_instance_uid")
         raise MappingError(
             f"{uid!r} is not a valid UID",
             segment=src.segment,
@@ -816,6 +867,7 @@ def _step_update(
         station_ae_titles=titles if isinstance(titles, list) else [],
         orc=orc,
         key_segment=key_segment,
+        structure=structure,
     )
 
 
@@ -836,12 +888,12 @@ def adt_message(message: Message, event: str) -> AdtMessage:
                     occurrence=seg.occurrence,
                     code=SEGMENT_SEQUENCE_ERROR,
                 )
-            prior = _identifiers(seg, 1)
+            prior = _identifiers(seg, PRIOR_PATIENT_IDENTIFIER.field)
             if not prior:
                 raise MappingError(
                     "Prior Patient Identifier (MRG-1) is missing",
                     segment="MRG",
-                    field=1,
+                    field=PRIOR_PATIENT_IDENTIFIER.field,
                     occurrence=seg.occurrence,
                     code=REQUIRED_FIELD_MISSING,
                 )

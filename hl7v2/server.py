@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from core.mllp import FrameDecoder, Oversized, frame
-from hl7v2.services import message_oversized, message_receive
+from hl7v2.intake import message_oversized, message_receive
 
 logger = logging.getLogger(__name__)
 

@@ -106,6 +106,27 @@ def test_post_refuses_what_is_not_an_item(api_as: ApiAs) -> None:
     assert "Patient ID" in response.json()["detail"]
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"00100020": "not an element"},
+        {"zz": {"vr": "LO"}},
+        {"00100020": {"Value": ["no VR"]}},
+        {"00400100": {"vr": "SQ", "Value": ["not an item"]}},
+        {"00100020": {"vr": "LO", "Value": ["P1"]}, "00100030": {"vr": "DA", "Value": ["soon"]}},
+        {
+            "00100020": {"vr": "LO", "Value": ["P1"]},
+            "00400100": {"vr": "SQ", "Value": [{"00400020": {"vr": "CS", "Value": ["LOST"]}}]},
+        },
+    ],
+)
+def test_post_answers_400_to_a_malformed_item(api_as: ApiAs, body: dict[str, Any]) -> None:
+    response = api_as(INTEGRATOR).post(URL, body, format="json")
+    assert response.status_code == 400, response.content
+    assert not ScheduledProcedureStep.objects.exists()
+
+
 def test_search_by_keyword_and_dotted_sequence_path(api_as: ApiAs) -> None:
     schedule(patient_id="P1", accession="A1", sps_id="S1", modality="CT", stations=["CT1"])
     schedule(patient_id="P2", accession="A2", sps_id="S2", modality="MR", stations=["MR1"])
@@ -214,3 +235,9 @@ def test_every_role(api_as: ApiAs, role: str, read: int, write: int) -> None:
     status_write = 204 if write == 200 else write
     assert client.post(f"{URL}1.2.3.6/S1/status/ARRIVED/").status_code == status_write
     assert client.delete(f"{URL}1.2.3.6/S1/").status_code == status_write
+
+
+def test_a_method_mwl_rs_does_not_have_is_a_405(api_as: ApiAs) -> None:
+    client = api_as(INTEGRATOR)
+    assert client.put(URL, item(), format="json").status_code == 405
+    assert client.patch(f"{URL}count/", {}, format="json").status_code == 405

@@ -95,3 +95,29 @@ def test_the_same_query_gives_the_same_items_over_rest_and_c_find(
     assert sizes["everything offered"] >= 10  # not vacuous
     assert sizes["no match"] == 0
     assert all(sizes[name] > 0 for name in QUERIES if name != "no match"), sizes
+
+
+def test_an_item_deleted_over_rest_is_gone_from_c_find_too(
+    dicom_listener: Listener, sample_worklist: Path, api_as: ApiAs, tmp_path: Path
+) -> None:
+    require_dcmtk()
+    call_command("import_worklist", str(sample_worklist), stdout=None)
+    every_key = dump2dcm(SAMPLE_QUERIES / "wlistqry11.dump", tmp_path / "all.dcm")
+    client = api_as(INTEGRATOR)
+    before = findscu(dicom_listener, every_key, [], tmp_path / "before")
+    gone = rest(client, {})[0]
+    url = f"/api/v1/mwlitems/{gone.StudyInstanceUID}/"
+    url += f"{gone.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID}/"
+    assert client.delete(url).status_code == 204
+    after = findscu(dicom_listener, every_key, [], tmp_path / "after")
+    assert keys(before) - keys(after) == {key(gone)}
+    assert len(after) == len(before) - 1
+    assert keys(rest(client, {})) == keys(after)
+
+
+def key(ds: Dataset) -> tuple[str, str]:
+    return (ds.StudyInstanceUID, ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID)
+
+
+def keys(datasets: list[Dataset]) -> set[tuple[str, str]]:
+    return {key(ds) for ds in datasets}

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydicom.uid import generate_uid
 
-from hl7v2.services import message_receive
-from mpps.models import OutboundMessage
+from hl7v2.intake import message_receive
+from mpps import services as mpps_services
+from mpps.models import OutboundMessage, PerformedProcedureStep
 from tests.fixtures_api import ADMINISTRATOR, ANONYMOUS, FRONT_DESK, INTEGRATOR, LEAD, ApiAs
 from tests.fixtures_dicom import local, schedule
+from tests.fixtures_mpps import n_create_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +36,10 @@ def data() -> dict[str, Any]:
         order=order, sequence=1, order_status="IP", message_type="ORM^O01", state="FAILED"
     )
     hl7 = message_receive(FAILING_HL7.encode(), peer="127.0.0.1:9")
+    mpps_uid = generate_uid()
+    mpps_services.mpps_create(sop_instance_uid=mpps_uid, ds=n_create_dataset(step))
     return {
+        "mpps": PerformedProcedureStep.objects.get(sop_instance_uid=mpps_uid).pk,
         "step": step.pk,
         "order": order.pk,
         "patient": order.patient_id,
@@ -63,6 +69,7 @@ READS = [
     "/api/v1/steps/",
     "/api/v1/steps/{step}/",
     "/api/v1/mpps/",
+    "/api/v1/mpps/{mpps}/",
     "/api/v1/ris-messages/",
     "/api/v1/ris-messages/{ris}/",
     "/api/v1/hl7-messages/",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hl7v2.ack import ErrorDetail, build_ack
+from hl7v2.intake import message_receive
 from hl7v2.models import InboundMessage
 from hl7v2.msh import read_header
-from hl7v2.services import message_receive
 from hl7v2.status import Outcome
 from tests.hl7_messages import adt, msh, omi, orm
 

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from hl7v2.intake import message_receive
 from hl7v2.models import InboundMessage
-from hl7v2.services import message_receive
 from hl7v2.status import Outcome
 from worklist.models import ScheduledProcedureStep
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from hl7v2.services import message_receive
+from hl7v2.intake import message_receive
 from hl7v2.status import Outcome
 from tests.hl7_messages import adt, orm, pid, segment
 from worklist.models import Order, Patient

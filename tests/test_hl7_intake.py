@@ -10,8 +10,8 @@ import pytest
 from django.db import close_old_connections
 
 from core import events
+from hl7v2.intake import message_receive, message_reprocess
 from hl7v2.models import InboundMessage
-from hl7v2.services import message_receive, message_reprocess
 from hl7v2.status import Outcome
 from tests.hl7_messages import omi, orm, pid
 from worklist.models import (
@@ -380,7 +380,7 @@ def test_the_start_is_stored_as_an_instant_and_matched_in_local_time(settings: A
 
 @db
 def test_an_oversized_message_without_readable_msh_is_rejected() -> None:
-    from hl7v2.services import message_oversized
+    from hl7v2.intake import message_oversized
 
     reply = message_oversized(b"garbage", 5_000_000, 1_048_576, peer="test")
     assert reply.outcome == Outcome.REJECTED

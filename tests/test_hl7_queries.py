@@ -10,8 +10,8 @@ from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
 from core import events
+from hl7v2.intake import message_receive
 from hl7v2.models import InboundMessage
-from hl7v2.services import message_receive
 from hl7v2.status import Outcome
 from tests.hl7_messages import orm, pid
 from worklist.models import Device, Order, Patient, RequestedProcedure, ScheduledProcedureStep

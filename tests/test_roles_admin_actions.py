@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from hl7v2.intake import message_receive
 from hl7v2.models import InboundMessage
-from hl7v2.services import message_receive
 from hl7v2.status import Outcome
 from mpps.models import OutboundMessage
 from tests.fixtures_dicom import schedule

@@ -80,3 +80,34 @@ def test_a_name_corrected_in_the_admin_is_audited(admin_client: Client) -> None:
     assert patient.name == "DOE^JOHN"
     entry = AuditEntry.objects.get(action="patient_correct")
     assert entry.after == {"name": "DOE^JOHN"}
+
+
+def test_a_new_start_in_the_admin_is_a_reschedule(admin_client: Client) -> None:
+    step = schedule()
+    page = admin_client.get(f"/admin/worklist/scheduledprocedurestep/{step.pk}/change/")
+    prefix = page.context["inline_admin_formsets"][0].formset.prefix
+    response = admin_client.post(
+        f"/admin/worklist/scheduledprocedurestep/{step.pk}/change/",
+        {
+            "start_0": "2026-12-05",
+            "start_1": "14:30:00",
+            f"{prefix}-TOTAL_FORMS": "1",
+            f"{prefix}-INITIAL_FORMS": "1",
+            f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "1000",
+            f"{prefix}-0-id": str(step.station_ae_titles.get().pk),
+            f"{prefix}-0-step": str(step.pk),
+        },
+    )
+    assert response.status_code == 302, response.content[:3000]
+    step.refresh_from_db()
+    assert str(step.start_date) == "2026-12-05"
+    entry = AuditEntry.objects.get(action="step_reschedule")
+    assert entry.actor_name == "root"
+    assert list(step.station_ae_titles.values_list("ae_title", flat=True)) == ["CT1"]
+
+
+def test_a_final_step_cannot_be_rescheduled_in_the_admin(admin_client: Client) -> None:
+    step = schedule(status="COMPLETED")
+    page = admin_client.get(f"/admin/worklist/scheduledprocedurestep/{step.pk}/change/")
+    assert 'name="start_0"' not in page.text

@@ -130,10 +130,6 @@ class StepAdmin(admin.ModelAdmin[ScheduledProcedureStep]):
         if "start" in form.changed_data and obj.start is not None:
             services.step_reschedule(actor=request.user, step_id=obj.pk, start=obj.start)
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        # The station inline is read-only: nothing to save around the services.
-        pass
-
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin[Device]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import path
 from django.utils import timezone
@@ -303,11 +304,11 @@ class StepFilter(django_filters.FilterSet):
 
 
 class PatientViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet[Patient]):
-    """Patients. PATCH/PUT corrects demographics (``patient_correct``; not the identifier)."""
+    """Patients. PATCH corrects demographics (``patient_correct``; not the identifier)."""
 
     serializer_class = PatientOutputSerializer
     filterset_class = PatientFilter
-    http_method_names = ["get", "patch", "put", "head", "options"]
+    http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Patient]:
         return selectors.patient_list()
@@ -335,7 +336,7 @@ class OrderViewSet(
 
     serializer_class = OrderOutputSerializer
     filterset_class = OrderFilter
-    http_method_names = ["get", "post", "patch", "put", "head", "options"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
     action_permissions = {"cancel": ["worklist.change_scheduledprocedurestep"]}
 
     def get_queryset(self) -> QuerySet[Order]:
@@ -369,8 +370,13 @@ class OrderViewSet(
         steps = ScheduledProcedureStep.objects.filter(procedure__order=order).exclude(
             status__in=FINAL
         )
-        for step_id in steps.values_list("pk", flat=True):
-            domain_call(lambda s=step_id: services.step_cancel(actor=request.user, step_id=s))
+        with transaction.atomic():
+            for step_id in steps.values_list("pk", flat=True):
+                try:
+                    services.step_cancel(actor=request.user, step_id=step_id)
+                except services.DomainError:
+                    # Completed or discontinued meanwhile: it stays as it is.
+                    continue
         return self._render(order.pk)
 
 

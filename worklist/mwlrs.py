@@ -147,8 +147,9 @@ class _Permission(permissions.BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        perms = getattr(view, "required", None) or self.by_method.get(request.method or "", None)
-        return perms is not None and user.has_perms(perms)
+        perms = getattr(view, "required", None) or self.by_method.get(request.method or "")
+        # No entry: a method no view here has; the view answers 405.
+        return perms is None or user.has_perms(perms)
 
 
 class _MwlView(APIView):
@@ -199,8 +200,13 @@ class MwlItemsView(_MwlView):
             raise ParseError("the body is one DICOM JSON item (an object)")
         try:
             dataset = Dataset.from_json(json.dumps(request.data))
+        except Exception as exc:
+            # pydicom raises what its parsing meets (KeyError, AttributeError, ...): any
+            # of them means the client sent something that is not DICOM JSON.
+            raise ValidationError({"detail": "not DICOM JSON (PS3.18 Annex F)"}) from exc
+        try:
             maps = importer.order_maps(dataset)
-        except (ValueError, TypeError, KeyError, importer.WorklistFileError) as exc:
+        except (ValueError, importer.WorklistFileError) as exc:
             raise ValidationError({"detail": f"not a worklist item: {exc}"}) from exc
         if not maps["procedures"][0]["steps"]:
             raise ValidationError({"detail": "no Scheduled Procedure Step Sequence item"})
@@ -212,6 +218,8 @@ class MwlItemsView(_MwlView):
         procedures = order.procedures.order_by("-pk")
         if entered["study_instance_uid"]:
             procedures = procedures.filter(study_instance_uid=entered["study_instance_uid"])
+        elif entered["requested_procedure_id"]:
+            procedures = procedures.filter(requested_procedure_id=entered["requested_procedure_id"])
         steps = ScheduledProcedureStep.objects.filter(procedure=procedures[0])
         sps_ids = [s["sps_id"] for s in entered["steps"] if s["sps_id"]]
         if len(sps_ids) == len(entered["steps"]):

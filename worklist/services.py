@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
-from django.db import IntegrityError, connection, connections, models, transaction
-from django.db.models import QuerySet
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from audit.services import audit_record, snapshot
 from core import events
+from core.fastpath import insert_row, select_rows
 from worklist.models import (
     Order,
     Patient,
@@ -64,156 +61,6 @@ def _apply(instance: models.Model, fields: Mapping[str, Any]) -> bool:
             setattr(instance, name, value)
             changed = True
     return changed
-
-
-# INSERT statements built once per (model, backend, columns): Django compiles the SQL of
-# every save(); intake inserts the same few shapes of row all day.
-_INSERT_SQL: dict[tuple[Any, ...], str] = {}
-
-
-def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> bool:
-    """``instance.save(force_insert=True)``, with the statement's SQL built only once.
-
-    ``save()`` still runs (the models' derived columns: name keys, start date/time;
-    auto_now values; signals); only its INSERT is replaced, by the same SQL, cached.
-    ``ignore_conflicts``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (``INSERT OR
-    IGNORE`` on SQLite): a row refused for a taken unique key neither raises nor aborts
-    the transaction; returns False then. Only on backends that return columns from an
-    INSERT (PostgreSQL, SQLite >= 3.35); elsewhere Django's own path, unchanged.
-    """
-    inserted = True
-    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
-
-    def do_insert(
-        manager: models.Manager[Any],
-        using: str,
-        fields: list[models.Field[Any, Any]],
-        returning_fields: list[models.Field[Any, Any]],
-        raw: bool,
-    ) -> list[Any]:
-        nonlocal inserted
-        db = connections[using]
-        if not db.features.can_return_columns_from_insert:
-            return list(
-                manager._insert(  # type: ignore[attr-defined]
-                    [instance],
-                    fields=fields,
-                    returning_fields=returning_fields,
-                    using=using,
-                    raw=raw,
-                    on_conflict=on_conflict,
-                )
-            )
-        key = (
-            type(instance),
-            db.vendor,
-            on_conflict,
-            tuple(f.attname for f in fields),
-            tuple(f.attname for f in returning_fields),
-        )
-        sql = _INSERT_SQL.get(key) if not raw else None
-        params: list[Any] | None = None
-        converters: dict[int, Any] = {}
-        compiler = None
-        if sql is not None:
-            values = [f.pre_save(instance, True) for f in fields]
-            if any(hasattr(v, "resolve_expression") for v in values):
-                sql = None  # an expression as a value: Django compiles it
-            else:
-                params = [
-                    f.get_db_prep_save(v, connection=db)
-                    for f, v in zip(fields, values, strict=True)
-                ]
-        if sql is None:
-            query = InsertQuery(type(instance), on_conflict=on_conflict)
-            query.insert_values(fields, [instance], raw=raw)
-            compiler = query.get_compiler(using=using)
-            compiler.returning_fields = returning_fields
-            [(sql, compiled)] = compiler.as_sql()
-            params = list(compiled)
-            table = type(instance)._meta.db_table
-            converters = compiler.get_converters([f.get_col(table) for f in returning_fields])
-            if (
-                not raw
-                and returning_fields
-                and not converters
-                and not compiler.returning_params
-                and sql.count("%s") == len(fields)
-                and not any(hasattr(f, "get_placeholder") for f in fields)
-                and not any(hasattr(v, "as_sql") for v in params)
-            ):
-                _INSERT_SQL[key] = sql
-        with db.cursor() as cursor:
-            cursor.execute(sql, params)
-            if not returning_fields:
-                return []
-            row = cursor.fetchone()  # INSERT ... RETURNING: one row, or none if ignored
-        if row is None:  # nothing returned: the row was not inserted
-            inserted = False
-            return []
-        if converters and compiler is not None:
-            return [tuple(r) for r in compiler.apply_converters([row], converters)]
-        return [tuple(row)]
-
-    # An attribute of this instance shadows Model._do_insert for this save only.
-    setattr(instance, "_do_insert", do_insert)  # noqa: B010
-    try:
-        instance.save(force_insert=True)
-    finally:
-        delattr(instance, "_do_insert")
-    return inserted
-
-
-# SELECTs of whole rows that the intake runs for every message, compiled once per
-# (model, backend, caller's key): (SQL, field names, converters).
-_SELECT_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any]]] = {}
-
-
-def select_rows(
-    model: type[M], key: Hashable, params: list[Any], queryset: Callable[[], QuerySet[M]]
-) -> list[M]:
-    """``list(queryset())``, with the query's SQL compiled only once per ``key``.
-
-    ``params`` are the query's parameters in Django's order, computed by the caller; the
-    cached SQL is only kept when they equal Django's own for the first query of this
-    key, and when the query selects exactly the model's concrete fields (no joins,
-    annotations or deferred fields). Otherwise Django runs the query, every time.
-    """
-    db = connection
-    cache_key = (model, db.vendor, key)
-    cached = _SELECT_SQL.get(cache_key)
-    if cached is None:
-        query = queryset()
-        compiler = query.query.get_compiler(using=db.alias)
-        try:
-            sql, django_params = compiler.as_sql()
-        except EmptyResultSet:
-            return []
-        select = [col for col, _, _ in compiler.select]
-        fields = [getattr(col, "target", None) for col in select]
-        concrete = [f.attname for f in model._meta.concrete_fields]
-        if (
-            list(django_params) != params
-            or any(f is None for f in fields)
-            or [f.attname for f in fields if f is not None] != concrete
-        ):
-            return list(query)
-        cached = (sql, concrete, compiler.get_converters(select))
-        _SELECT_SQL[cache_key] = cached
-    sql, field_names, converters = cached
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows: Iterable[Any] = cursor.fetchall()
-    if converters:  # as SQLCompiler.apply_converters, with this thread's connection
-        converted = []
-        for row in rows:
-            values = list(row)
-            for pos, (convs, expression) in converters.items():
-                for convert in convs:
-                    values[pos] = convert(values[pos], expression, db)
-            converted.append(values)
-        rows = converted
-    return [model.from_db(db.alias, field_names, row) for row in rows]
 
 
 def _lock_row(model: type[M], lookup: Mapping[str, Any]) -> M | None:
@@ -446,41 +293,56 @@ def step_upsert(
     return step
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def step_set_status(
     *,
     step: ScheduledProcedureStep,
     new_status: str,
     expected: Iterable[str] | None = None,
+    current: str | None = None,
 ) -> bool:
     """Move a step to ``new_status`` if it is still in one of ``expected`` states.
 
-    Race-safe: the expected old state is part of the UPDATE's filter, so of two
-    concurrent transitions exactly one applies. Returns False if the step was not in an
-    expected state (``expected=None`` allows any state that is not final, or the same).
+    Race-safe: the old state is part of the UPDATE's filter, so of two concurrent
+    transitions exactly one applies. Returns False if the step was not in an expected
+    state (``expected=None`` allows any state that is not final, or the same).
+    ``current``: the state the caller read, tried first without reading it again; if the
+    step has moved on since, it is read and decided on again.
     """
     allowed = (
         list(expected) if expected is not None else [s for s in SPSStatus.values if s not in FINAL]
     )
-    old = ScheduledProcedureStep.objects.filter(pk=step.pk).values_list("status", flat=True).first()
-    if old is None:
-        raise DomainError("scheduled step no longer exists")
-    if old == new_status:
-        step.status = new_status
-        return True
-    updated = (
-        ScheduledProcedureStep.objects.filter(pk=step.pk, status__in=allowed)
-        .filter(status=old)
-        .update(status=new_status)
-    )
-    if updated != 1:
-        # Nothing changed: the step was in a state this transition may not leave.
-        return False
-    step.status = new_status
-    events.publish(
-        events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
-    )
-    return True
+    old = current
+    for _ in range(2):
+        if old is None:
+            old = (
+                ScheduledProcedureStep.objects.filter(pk=step.pk)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if old is None:
+                raise DomainError("scheduled step no longer exists")
+            current = None  # read now: no second try
+        if old == new_status:
+            step.status = new_status
+            return True
+        if old not in allowed:
+            # The step is in a state this transition may not leave.
+            return False
+        updated = ScheduledProcedureStep.objects.filter(pk=step.pk, status=old).update(
+            status=new_status
+        )
+        if updated == 1:
+            step.status = new_status
+            events.publish(
+                events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
+            )
+            return True
+        if current is None:
+            # Nothing changed: the step left ``old`` under us (or is gone).
+            return False
+        old = None  # the caller's state was stale: read it and decide again
+    return False
 
 
 @transaction.atomic
@@ -755,7 +617,8 @@ def step_change_status(*, actor: Any, step_id: int, new_status: str) -> Schedule
     if old == new_status:
         return step
     _refuse_final(step, new_status)
-    if not step_set_status(step=step, new_status=new_status, expected=[old]):
+    # The row is locked: the status just read is the one the UPDATE will find.
+    if not step_set_status(step=step, new_status=new_status, expected=[old], current=old):
         raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
     audit_record(
         actor=actor,
@@ -841,7 +704,7 @@ def step_remove(*, actor: Any, step_id: int) -> None:
     old = step.status
     if old in FINAL:
         return
-    if not step_set_status(step=step, new_status=SPSStatus.CANCELED, expected=[old]):
+    if not step_set_status(step=step, new_status=SPSStatus.CANCELED, expected=[old], current=old):
         raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
     audit_record(
         actor=actor,

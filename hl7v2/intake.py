@@ -1,0 +1,343 @@
+"""HL7 intake: store every message, dedupe it, apply it, acknowledge it.
+
+``message_receive`` is what the MLLP listener calls for each frame; ``message_reprocess``
+applies a failed message again, as received or corrected. Both return the ACK only after
+the transaction that stored (and applied) the message has committed. What a message
+changes in the worklist is :mod:`hl7v2.apply`'s business; which messages are accepted,
+and where each field is, the mapping's (:mod:`hl7v2.mapping`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import (
+    DataError,
+    IntegrityError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
+from django.utils import timezone
+
+from core import events
+from core.fastpath import insert_row
+from hl7v2 import apply, mapping
+from hl7v2.ack import ErrorDetail, build_ack
+from hl7v2.charsets import ack_codec, decode
+from hl7v2.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    SEGMENT_SEQUENCE_ERROR,
+    UNSUPPORTED_EVENT_CODE,
+    UNSUPPORTED_MESSAGE_TYPE,
+    UNSUPPORTED_VERSION_ID,
+    MappingError,
+)
+from hl7v2.models import InboundMessage
+from hl7v2.msh import Header, MSHError, read_header
+from hl7v2.parser import parse
+from hl7v2.status import Outcome
+from worklist import services as worklist
+
+logger = logging.getLogger(__name__)
+
+# A deadlock or a busy database is retried with the whole message; after that the
+# listener sends no ACK, and the sender sends the message again.
+ATTEMPTS = 4
+RETRY_DELAY = 0.05
+
+
+@dataclass(frozen=True)
+class Reply:
+    ack: bytes
+    outcome: str
+    message_id: int
+    message_type: str = ""
+    control_id: str = ""
+
+
+# --- receive -----------------------------------------------------------------------------
+
+
+def message_receive(raw: bytes, *, peer: str) -> Reply:
+    """Store and apply ``raw``; return the ACK to send, after the commit."""
+    return _with_retries(lambda: _process(raw, peer=peer, existing=None))
+
+
+def message_oversized(head: bytes, size: int, max_size: int, *, peer: str) -> Reply:
+    """A frame larger than the limit: stored truncated, answered AR."""
+    try:
+        header: Header | None = read_header(head)
+    except MSHError:
+        header = None
+    error = ErrorDetail(
+        f"message of {size} bytes is larger than the {max_size} bytes allowed "
+        "(HL7_MAX_MESSAGE_BYTES); stored truncated",
+        segment="MSH",
+        code=APPLICATION_INTERNAL_ERROR,
+    )
+    return _with_retries(lambda: _store(head, peer, header, Outcome.REJECTED, error, None))
+
+
+def message_reprocess(message_id: int, corrected_raw: bytes | None = None) -> Reply:
+    """Apply a stored message that failed, as it was or as corrected by an operator.
+
+    The same row is updated (outcome, error, ACK); a corrected message replaces ``raw``
+    and the first version is kept in ``original_raw``. A message that was applied is not
+    applied again.
+    """
+    message = InboundMessage.objects.get(pk=message_id)
+    if message.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+        raise worklist.DomainError(f"message {message_id} was already applied")
+    raw = corrected_raw if corrected_raw is not None else bytes(message.raw)
+    return _with_retries(lambda: _process(raw, peer=message.peer, existing=message))
+
+
+# SQLite has one writer at a time (BEGIN IMMEDIATE). Queueing this process's threads on
+# a lock is fairer and much faster than SQLite's sleeping busy handler; other processes
+# still meet the busy timeout.
+_sqlite_writer = threading.Lock()
+
+
+def _writer_turn() -> AbstractContextManager[Any]:
+    return _sqlite_writer if connection.vendor == "sqlite" else contextlib.nullcontext()
+
+
+def _with_retries(work: Any) -> Reply:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with _writer_turn():
+                reply: Reply = work()
+            return reply
+        except OperationalError as exc:
+            if attempt == ATTEMPTS or connection.in_atomic_block:
+                raise
+            logger.warning(
+                "HL7 database busy, deadlock or connection lost (%s), attempt %d; retrying",
+                type(exc).__name__,
+                attempt,
+            )
+            close_old_connections()  # drops a broken connection; the retry opens a new one
+            time.sleep(RETRY_DELAY * attempt)
+    raise AssertionError("unreachable")
+
+
+def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply:
+    """The steps for one message.
+
+    1. Read MSH; unreadable -> AR. Unsupported type, event or version -> AR.
+    2. Same sender + MSH-10 already applied -> AA, stored as DUPLICATE, nothing applied
+       (checked here for a message being reprocessed, in step 4 for a new one).
+    3. Decode per MSH-18, split, map (pure); a problem -> AE with its ERR (or DUPLICATE,
+       if a copy was applied).
+    4. In one transaction: store the message as AA first, then apply it. The unique
+       "applied once" constraint refuses the row of a copy that was applied, or that
+       another connection is applying (PostgreSQL waits for it) -> DUPLICATE, nothing
+       applied.
+    5. An application error rolls that whole transaction back (nothing half-applied);
+       the message is then stored as AE, with its ERR, in a transaction of its own.
+    """
+    try:
+        header = read_header(raw)
+    except MSHError as exc:
+        error = ErrorDetail(str(exc), segment="MSH", code=SEGMENT_SEQUENCE_ERROR)
+        return _store(raw, peer, None, Outcome.REJECTED, error, existing)
+    rejection = _rejection(header)
+    if rejection is not None:
+        return _store(raw, peer, header, Outcome.REJECTED, rejection, existing)
+    # A new message is checked for "already applied" by the unique constraint, when its
+    # row is inserted first thing in the transaction that applies it (step 4); a stored
+    # message being reprocessed is checked here.
+    if existing is not None and _already_applied(header):
+        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+    try:
+        structure = mapping.SUPPORTED[_type_key(header)][0]
+        message = parse(decode(raw, header.charset))
+        plan: mapping.OrderMessage | mapping.AdtMessage
+        if structure == mapping.ADT:
+            plan = mapping.adt_message(message, _type_key(header)[1])
+        else:
+            plan = mapping.order_message(message, structure, apply.mapping_config())
+    except MappingError as exc:
+        if existing is None and _already_applied(header):
+            return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+        return _store(raw, peer, header, Outcome.ERROR, ErrorDetail.from_error(exc), existing)
+    try:
+        with transaction.atomic():
+            if existing is None:
+                # The row first: a copy already applied (or being applied by another
+                # connection, which PostgreSQL waits for) is refused by the "applied
+                # once" constraint before anything is applied.
+                stored = _write(raw, peer, header, Outcome.ACCEPTED, None, None, publish=False)
+            apply.apply(plan, header)
+            if existing is not None:
+                stored = _write(raw, peer, header, Outcome.ACCEPTED, None, existing)
+            else:
+                _publish_processed(stored)
+        _log(stored, peer, None)
+        return stored
+    except _AlreadyApplied:
+        # A copy of this message was applied and committed by another connection
+        # meanwhile; this copy's changes were rolled back.
+        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+    except OperationalError:
+        raise  # retried by _with_retries
+    except MappingError as exc:
+        failure = ErrorDetail.from_error(exc)
+    except worklist.DomainError as exc:
+        failure = ErrorDetail(str(exc), code=APPLICATION_INTERNAL_ERROR)
+    except (IntegrityError, DataError) as exc:
+        # The database's text may quote patient data: only its kind is logged.
+        logger.warning(
+            "HL7 %s %s: database refused the values (%s)",
+            header.message_type,
+            header.control_id,
+            type(exc).__name__,
+        )
+        failure = ErrorDetail(f"database refused the values: {type(exc).__name__}")
+    except Exception as exc:  # a bug must not kill the connection; it is stored and ACKed
+        logger.exception("HL7 %s %s: internal error", header.message_type, header.control_id)
+        failure = ErrorDetail(f"internal error ({type(exc).__name__})")
+    # Everything the message applied was rolled back with its transaction; the message
+    # is stored with its error in a transaction of its own.
+    return _store(raw, peer, header, Outcome.ERROR, failure, existing)
+
+
+class _AlreadyApplied(Exception):
+    """The "applied once" constraint refused the message row."""
+
+
+def _type_key(header: Header) -> tuple[str, str]:
+    parts = header.message_type.split(header.component_sep)
+    return (parts[0].upper(), parts[1].upper() if len(parts) > 1 else "")
+
+
+def _rejection(header: Header) -> ErrorDetail | None:
+    kind, event = _type_key(header)
+    entry = mapping.SUPPORTED.get((kind, event))
+    if entry is None:
+        known = {k for k, _ in mapping.SUPPORTED}
+        code = UNSUPPORTED_EVENT_CODE if kind in known else UNSUPPORTED_MESSAGE_TYPE
+        return ErrorDetail(
+            f"message type {header.message_type or '(empty)'} is not supported",
+            segment="MSH",
+            field=9,
+            code=code,
+        )
+    if header.version not in entry[1]:
+        return ErrorDetail(
+            f"version {header.version or '(empty)'} is not supported for {kind}^{event} "
+            f"(supported: {', '.join(sorted(entry[1]))})",
+            segment="MSH",
+            field=12,
+            code=UNSUPPORTED_VERSION_ID,
+        )
+    return None
+
+
+def _already_applied(header: Header) -> bool:
+    if not header.control_id:
+        return False
+    return InboundMessage.objects.filter(
+        sending_application=header.sending_application,
+        sending_facility=header.sending_facility,
+        control_id=header.control_id,
+        outcome=Outcome.ACCEPTED,
+    ).exists()
+
+
+def _store(
+    raw: bytes,
+    peer: str,
+    header: Header | None,
+    outcome: str,
+    error: ErrorDetail | None,
+    existing: InboundMessage | None,
+) -> Reply:
+    reply = _write(raw, peer, header, outcome, error, existing)
+    _log(reply, peer, error)
+    return reply
+
+
+def _write(
+    raw: bytes,
+    peer: str,
+    header: Header | None,
+    outcome: str,
+    error: ErrorDetail | None,
+    existing: InboundMessage | None,
+    *,
+    publish: bool = True,
+) -> Reply:
+    """Insert (or, reprocessing, update) the message row with its ACK.
+
+    ``publish=False``: the caller publishes the event, with ``_publish_processed``,
+    once the message has been applied.
+    """
+    code = Outcome.ACCEPTED if outcome == Outcome.DUPLICATE else outcome
+    text = build_ack(header, code, error)
+    ack = text.encode(ack_codec(header.charset if header else ""), errors="replace")
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "raw": raw,
+        "peer": peer[:64],
+        "sending_application": header.sending_application[:180] if header else "",
+        "sending_facility": header.sending_facility[:180] if header else "",
+        "control_id": header.control_id[:64] if header else "",
+        "message_type": header.message_type[:32] if header else "",
+        "version": header.version[:16] if header else "",
+        "outcome": outcome,
+        "error": error.summary() if error else "",
+        "ack": ack,
+        "processed_at": now,
+    }
+    # No savepoint: a refused row must roll back the whole message with it.
+    with transaction.atomic(savepoint=False):
+        try:
+            if existing is None:
+                message = InboundMessage(**values)
+                insert_row(message)
+            else:
+                message = existing
+                if bytes(existing.raw) != raw and existing.original_raw is None:
+                    message.original_raw = bytes(existing.raw)
+                for name, value in values.items():
+                    if name != "peer":
+                        setattr(message, name, value)
+                message.reprocessed_at = now
+                message.save()
+        except IntegrityError as exc:
+            raise _AlreadyApplied from exc
+        reply = Reply(
+            ack=ack,
+            outcome=outcome,
+            message_id=message.pk,
+            message_type=message.message_type,
+            control_id=message.control_id,
+        )
+        if publish:
+            _publish_processed(reply)
+    return reply
+
+
+def _publish_processed(reply: Reply) -> None:
+    events.publish(events.hl7_message_processed, message_id=reply.message_id, outcome=reply.outcome)
+
+
+def _log(reply: Reply, peer: str, error: ErrorDetail | None) -> None:
+    where = f" ({error.code} {error.summary().split(':')[0]})" if error and error.segment else ""
+    logger.info(
+        "HL7 %s %s from %s: %s%s",
+        reply.message_type or "?",
+        reply.control_id or "?",
+        peer,
+        reply.outcome,
+        where,
+    )
