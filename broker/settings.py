@@ -325,6 +325,8 @@ LOGGING = {
 }
 
 CONFIG_PROBLEMS = _cfg.problems
+# Every environment variable read above, with its default (read by manage.py conformance).
+CONFIG_DEFAULTS = _cfg.defaults
 
 os.makedirs(STATIC_ROOT, exist_ok=True)
 if CELERY_BROKER_URL.startswith("filesystem://"):
