@@ -67,6 +67,8 @@ def test_it_shows_todays_steps_with_name_accession_procedure_and_status(
     assert response.status_code == 200
     for text in ("DOE, JOHN", "ACC100", "CT HEAD", "09:15", "ROE, JANE", "ACC200", "10:00"):
         assert text in html
+    for text in ('title="DOE^JOHN"', 'title="ROE^JANE"'):  # the name as the RIS sent it
+        assert text in html
     assert badges(html) == ["Scheduled", "Arrived"]
     assert 'data-modality="CT" data-station="CT1"' in html
     assert 'data-modality="MR" data-station="MR1"' in html
