@@ -1,10 +1,12 @@
-"""The board in a real browser (Debian's chromium): a row turns "In progress" within
-seconds of the scanner's MPPS N-CREATE, without the page being reloaded."""
+"""The board in a real browser (Debian's chromium): it follows every kind of change
+without being reloaded: a row turns "In progress" within seconds of the scanner's MPPS
+N-CREATE, an order from the RIS (HL7 over MLLP) appears and its cancel shows, and so
+does the front desk's "arrived"."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -18,8 +20,10 @@ from pynetdicom.association import Association
 from core.dicom import status
 from mpps.dimse import MPPS_SOP_CLASS
 from tests.fixtures_dicom import Listener, schedule
+from tests.fixtures_hl7 import MLLPClient, RunningListener, msa
 from tests.fixtures_mpps import n_create_dataset, n_set_dataset
 from tests.fixtures_pages import BrowserPage, morning
+from tests.hl7_messages import orm, pid
 from tests.scu import keep_responses
 from worklist import services
 
@@ -140,3 +144,37 @@ def test_the_board_and_wall_display_of_a_working_day(
     browser_page.goto("/board/?wall=1")
     assert page.locator(".badge").count() == 5
     browser_page.screenshot("board-wall")
+
+
+def test_an_order_from_the_ris_appears_and_its_cancel_shows(
+    browser_page: BrowserPage, lead_user: User, hl7_listener: Callable[..., RunningListener]
+) -> None:
+    start = timezone.localtime().replace(second=0, microsecond=0) + timedelta(minutes=5)
+    page = browser_page.page
+    browser_page.sign_in("lead", "/board/")
+    assert page.locator("tr[data-accession]").count() == 0
+    page.evaluate("window.notReloaded = true")
+
+    hl7 = hl7_listener()
+    timing = {7: f"^^^{start:%Y%m%d%H%M%S}^^R"}
+    order = orm(
+        control_id="BOARD1",
+        patient=pid("RIS42^^^HOSP", "BROWN^ALICE"),
+        orc=timing,
+        obr={18: "RISACC1"},
+    )
+    with MLLPClient(hl7.port) as client:
+        assert msa(client.exchange(order))[1] == "AA"
+    page.wait_for_selector('tr[data-accession="RISACC1"] .badge.scheduled', timeout=10_000)
+    assert "BROWN, ALICE" in page.locator('tr[data-accession="RISACC1"]').inner_text()
+
+    cancel = orm(
+        control_id="BOARD2",
+        patient=pid("RIS42^^^HOSP", "BROWN^ALICE"),
+        orc={**timing, 1: "CA", 5: "CA"},
+        obr={18: "RISACC1"},
+    )
+    with MLLPClient(hl7.port) as client:
+        assert msa(client.exchange(cancel))[1] == "AA"
+    page.wait_for_selector('tr[data-accession="RISACC1"] .badge.canceled', timeout=10_000)
+    assert page.evaluate("window.notReloaded") is True
