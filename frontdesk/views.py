@@ -184,6 +184,11 @@ class TurnaroundView(StaffPage, TemplateView):
             first=first,
             last=last,
             modality=modality,
+            periods=[
+                ("Last 7 days", today - timedelta(days=6), today),
+                ("Last 30 days", today - timedelta(days=29), today),
+                ("Last 90 days", today - timedelta(days=89), today),
+            ],
             rows=rows,
             legend=charts.legend_colours(modalities),
             charts=[

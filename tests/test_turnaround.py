@@ -90,3 +90,11 @@ def test_queue_health_counts_what_waits_and_what_failed(lead_client: Client) -> 
 @pytest.mark.django_db
 def test_queue_health_is_not_for_the_front_desk(desk_client: Client) -> None:
     assert desk_client.get("/queues/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_page_offers_the_last_7_30_and_90_days(lead_client: Client) -> None:
+    html = lead_client.get("/turnaround/?modality=CT").content.decode()
+    today = timezone.localdate()
+    since = today - timedelta(days=29)
+    assert f'href="?from={since}&amp;to={today}&amp;modality=CT">Last 30 days</a>' in html
