@@ -169,6 +169,7 @@ INSTALLED_APPS = [
     "hl7v2",
     "mpps",
     "routing",
+    "frontdesk",
 ]
 
 MIDDLEWARE = [
@@ -229,7 +230,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# --- staff pages (frontdesk) ----------------------------------------------------------
+# Every page but /health/ needs a login; the sign-in page is Django's own login view.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Seconds between two refreshes of the procedure board (htmx polls a fragment).
+BOARD_REFRESH_SECONDS = _cfg.number("BOARD_REFRESH_SECONDS", 2.0, minimum=0.5)
 
 # --- login rate limiting (django-axes) -------------------------------------------------
 # After AXES_FAILURE_LIMIT failed logins of one username from one address, that pair is
@@ -251,7 +258,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Where collectstatic puts the pages' CSS and JS for whitenoise to serve (the Docker
+# image collects them at build time into its own folder, outside the data volume).
+STATIC_ROOT = Path(_cfg.string("BROKER_STATIC_ROOT", str(VAR_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
