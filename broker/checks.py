@@ -41,6 +41,25 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return errors
 
 
+@register(Tags.compatibility)
+def check_pynetdicom_version(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """broker.dicom.guard uses pynetdicom's internals as they are in one version."""
+    import pynetdicom
+
+    from broker.dicom import guard
+
+    if guard.version_matches():
+        return []
+    return [
+        Error(
+            f"pynetdicom {pynetdicom.__version__} is installed but broker.dicom.guard was "
+            f"written for {guard.PYNETDICOM_VERSION}: check the internals its docstring "
+            "lists, then update PYNETDICOM_VERSION",
+            id="broker.E014",
+        )
+    ]
+
+
 def configuration_errors() -> list[str]:
     """One line per problem, for processes that start without ``manage.py``."""
     return [f"({e.id}) {e.msg}" for e in check_configuration()]

@@ -71,6 +71,19 @@ DICOM_ACSE_TIMEOUT = _cfg.number("DICOM_ACSE_TIMEOUT", 30.0, minimum=1.0)
 DICOM_DIMSE_TIMEOUT = _cfg.number("DICOM_DIMSE_TIMEOUT", 30.0, minimum=1.0)
 DICOM_NETWORK_TIMEOUT = _cfg.number("DICOM_NETWORK_TIMEOUT", 60.0, minimum=1.0)
 DICOM_MAX_PDU = _cfg.integer("DICOM_MAX_PDU", 262144, minimum=0)
+# --- listener hardening (reliability) ---
+# Connections one address may hold (associations and connections that have not asked
+# for one yet); default half of DICOM_MAX_ASSOCIATIONS, so one host never holds them all.
+DICOM_MAX_ASSOCIATIONS_PER_HOST = _cfg.integer(
+    "DICOM_MAX_ASSOCIATIONS_PER_HOST",
+    max(1, DICOM_MAX_ASSOCIATIONS // 2),
+    minimum=1,
+    maximum=1000,
+)
+# Bytes of one DIMSE message (command + data set) a peer may make the listener hold.
+DICOM_MAX_MESSAGE_BYTES = _cfg.integer(
+    "DICOM_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, minimum=64 * 1024
+)
 DICOM_TLS_CERT = _cfg.existing_file("DICOM_TLS_CERT")
 DICOM_TLS_KEY = _cfg.existing_file("DICOM_TLS_KEY")
 DICOM_TLS_CA = _cfg.existing_file("DICOM_TLS_CA")
