@@ -99,6 +99,12 @@ MWL_CALLING_AE_AS_STATION = _cfg.boolean("MWL_CALLING_AE_AS_STATION", False)
 HL7_MAX_MESSAGE_BYTES = _cfg.integer("HL7_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
 HL7_IDLE_TIMEOUT = _cfg.number("HL7_IDLE_TIMEOUT", 300.0, minimum=1.0)
 HL7_MAX_CONNECTIONS = _cfg.integer("HL7_MAX_CONNECTIONS", 200, minimum=1)
+# --- MLLP hardening (reliability) ---
+HL7_MAX_CONNECTIONS_PER_HOST = _cfg.integer(
+    "HL7_MAX_CONNECTIONS_PER_HOST", max(1, HL7_MAX_CONNECTIONS // 4), minimum=1
+)
+# Seconds an ACK may wait for the peer to read it before the connection is dropped.
+HL7_WRITE_TIMEOUT = _cfg.number("HL7_WRITE_TIMEOUT", 30.0, minimum=0.1)
 HL7_TLS_CERT = _cfg.existing_file("HL7_TLS_CERT")
 HL7_TLS_KEY = _cfg.existing_file("HL7_TLS_KEY")
 HL7_STUDY_UID_POLICY = _cfg.choice("HL7_STUDY_UID_POLICY", "generate", ("generate", "reject"))
