@@ -60,6 +60,40 @@ def check_pynetdicom_version(app_configs: Any = None, **kwargs: Any) -> list[Err
     ]
 
 
+@register(Tags.database)
+def check_durability(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Error]:
+    """An ACK promises the message is stored: the database must not acknowledge a commit
+    before it is on disk (PostgreSQL synchronous_commit=off, SQLite synchronous<FULL).
+
+    Runs with ``manage.py check --database default`` and ``migrate``.
+    """
+    from django.db import connections
+
+    errors: list[Error] = []
+    for alias in databases or []:
+        conn = connections[alias]
+        with conn.cursor() as cursor:
+            if conn.vendor == "postgresql":
+                cursor.execute("SHOW synchronous_commit")
+                value = cursor.fetchone()[0]
+                if value == "off":
+                    errors.append(
+                        Error(
+                            f"database {alias}: synchronous_commit is off, so an ACKed "
+                            "message can be lost in a crash; turn it on",
+                            id="broker.E015",
+                        )
+                    )
+            elif conn.vendor == "sqlite":
+                cursor.execute("PRAGMA synchronous")
+                level = cursor.fetchone()[0]
+                if level < 2 and settings.SQLITE_SYNCHRONOUS == "FULL":
+                    errors.append(
+                        Error(f"database {alias}: SQLite synchronous={level}", id="broker.E015")
+                    )
+    return errors
+
+
 def configuration_errors() -> list[str]:
     """One line per problem, for processes that start without ``manage.py``."""
     return [f"({e.id}) {e.msg}" for e in check_configuration()]

@@ -185,12 +185,16 @@ TEMPLATES = [
 
 _default_db = f"sqlite:///{VAR_DIR / 'broker.sqlite3'}"
 _db = _cfg.database("DATABASE_URL", _default_db)
+# --- durability (reliability) ---
+# FULL: a commit (and so an ACK) is on disk before it returns, even in WAL mode; NORMAL
+# may lose the last transactions on power failure. README "Durability" has the cost.
+SQLITE_SYNCHRONOUS = _cfg.choice("SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL"))
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worklist be read while HL7 writes; IMMEDIATE takes the write lock at
     # BEGIN so two writers queue instead of failing a lock upgrade mid-transaction.
     _db.setdefault("OPTIONS", {}).update(
         {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": f"PRAGMA journal_mode=WAL; PRAGMA synchronous={SQLITE_SYNCHRONOUS};",
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         }
