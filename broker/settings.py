@@ -265,6 +265,38 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- Celery beat ---------------------------------------------------------------------
+# Periodic tasks (``celery -A broker beat``, started by ``manage.py serve``). A plain
+# dict: each app adds its own entries. The schedule file lives under BROKER_VAR_DIR.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- self-healing, health and metrics (reliability) ----------------------------------
+HEARTBEAT_INTERVAL = _cfg.number("HEARTBEAT_INTERVAL", 60.0, minimum=1.0)
+# A pending RIS message whose send task was lost (queue outage, worker killed before
+# the ack) is queued again this long after it was due.
+RIS_REQUEUE_AFTER = _cfg.number("RIS_REQUEUE_AFTER", 120.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "broker-heartbeat": {"task": "broker.heartbeat", "schedule": HEARTBEAT_INTERVAL},
+        "broker-requeue-lost": {"task": "broker.requeue_lost", "schedule": 60.0},
+    }
+)
+# /health/: where to reach the listeners from the web process, and when to say "down".
+_local = "127.0.0.1" if BROKER_BIND in ("0.0.0.0", "::", "localhost") else BROKER_BIND
+HEALTH_DICOM_HOST = _cfg.string("HEALTH_DICOM_HOST", _local)
+HEALTH_HL7_HOST = _cfg.string("HEALTH_HL7_HOST", _local)
+HEALTH_TIMEOUT = _cfg.number("HEALTH_TIMEOUT", 2.0, minimum=0.1)
+HEALTH_WORKER_MAX_AGE = _cfg.number("HEALTH_WORKER_MAX_AGE", 3 * HEARTBEAT_INTERVAL, minimum=1.0)
+HEALTH_RIS_BACKLOG_MAX_AGE = _cfg.number("HEALTH_RIS_BACKLOG_MAX_AGE", 3600.0, minimum=1.0)
+# /metrics: loopback only by default, or with "Authorization: Bearer METRICS_TOKEN".
+METRICS_ALLOWED_NETWORKS = _cfg.networks("METRICS_ALLOWED_IPS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = _cfg.string("METRICS_TOKEN", "")
+# prometheus-client's multiprocess mode: read when it is first imported, so set here.
+METRICS_DIR = Path(_cfg.string("METRICS_DIR", str(VAR_DIR / "metrics")))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 # --- logging -------------------------------------------------------------------------
 LOG_LEVEL = _cfg.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {

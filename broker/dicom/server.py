@@ -26,6 +26,7 @@ from pynetdicom import AE, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from broker import metrics
 from broker.dicom import guard
 from core.dicom import outcome, status, workers
 from core.dicom.net import tune_socket
@@ -45,6 +46,7 @@ pynetdicom_config.LOG_HANDLER_LEVEL = "none"
 
 
 def handle_echo(event: evt.Event) -> int:
+    outcome.count(event.assoc, "C-ECHO")
     return status.SUCCESS
 
 
@@ -142,15 +144,17 @@ def handle_conn_open(event: evt.Event) -> None:
         finally:
             try:
                 counts = outcome.summary(assoc)
+                ending = _ending(assoc)
                 level = logging.WARNING if assoc.is_aborted or assoc.is_rejected else logging.INFO
                 logger.log(
                     level,
                     "DICOM association %s: %s in %.0f ms%s",
                     _peer(assoc),
-                    _ending(assoc),
+                    ending,
                     (time.monotonic() - started) * 1000,
                     f" ({counts})" if counts else "",
                 )
+                metrics.association_ended(ending, outcome.counts(assoc))
             finally:
                 # Django opens one database connection per thread: a handler that
                 # queried here (rather than on the database workers) leaves one open,

@@ -1,8 +1,8 @@
 """``manage.py serve``: the whole broker on one machine, in the foreground.
 
-Starts four processes (the same commands a scaled deployment runs on their own) and
-supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener and a
-Celery worker. SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
+Starts five processes (the same commands a scaled deployment runs on their own) and
+supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener, a
+Celery worker and Celery beat (the periodic tasks of ``CELERY_BEAT_SCHEDULE``). SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ class Part:
 
 
 class Command(BaseCommand):
-    help = "Run the whole broker: HTTP, DICOM, HL7 listeners and a Celery worker."
+    help = "Run the whole broker: HTTP, DICOM, HL7 listeners, a Celery worker and beat."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="do not start a Celery worker nor beat"
+        )
 
     def handle(self, *args: Any, no_worker: bool, **options: Any) -> None:
         bind = settings.BROKER_BIND
@@ -118,6 +120,26 @@ class Command(BaseCommand):
                     f"WORKER celery ({broker_url})",
                 )
             )
+            parts.append(
+                Part(
+                    "beat",
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "broker",
+                        "--quiet",
+                        "beat",
+                        "--loglevel",
+                        "WARNING",
+                        "--schedule",
+                        settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                    ],
+                    None,
+                    f"BEAT   celery beat ({len(settings.CELERY_BEAT_SCHEDULE)} periodic task(s))",
+                )
+            )
 
         stop_requested: list[int] = []
 
@@ -127,6 +149,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
+        _empty_metrics_dir()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env["BROKER_SUPERVISED"] = "1"
@@ -185,6 +208,13 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _empty_metrics_dir() -> None:
+    """prometheus-client's multiprocess files of an earlier run (see broker.metrics)."""
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", settings.METRICS_DIR))
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
 
 
 def _accepts(host: str, port: int) -> bool:
