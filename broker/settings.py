@@ -305,15 +305,34 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No patient data at INFO or WARNING (nor ERROR): exception texts withheld.
+    "filters": {"withhold_values": {"()": "broker.logfilters.WithholdValues"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["withhold_values"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # pynetdicom logs every PDU at DEBUG and identifiers (patient data) on request.
         "pynetdicom": {"level": "WARNING"},
+        # pydicom logs the values it cannot read ("Invalid value for VR PN: ...").
+        "pydicom": {"level": "ERROR"},
+        # "Not Found: <path>" at WARNING: the path is whatever the client typed.
+        "django.request": {"level": "ERROR"},
+        # Python warnings (Django routes them here) quote values too, e.g. pydicom's.
+        "py.warnings": {"level": "ERROR"},
         "hl7apy": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# gunicorn's access log under `serve`: method, path (never the query string: admin
+# searches carry patient names), status, size, time. Off with HTTP_ACCESS_LOG=false.
+HTTP_ACCESS_LOG = _cfg.boolean("HTTP_ACCESS_LOG", True)
+HTTP_ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 CONFIG_PROBLEMS = _cfg.problems
 

@@ -75,8 +75,18 @@ class Command(BaseCommand):
                     f"{host}:{settings.BROKER_HTTP_PORT}",
                     "--workers",
                     str(settings.BROKER_HTTP_WORKERS),
-                    "--access-logfile",
-                    "-",
+                    *(
+                        [
+                            "--access-logfile",
+                            "-",
+                            "--access-logformat",
+                            settings.HTTP_ACCESS_LOG_FORMAT,
+                            "--logger-class",
+                            "broker.httplog.AccessLogger",
+                        ]
+                        if settings.HTTP_ACCESS_LOG
+                        else []
+                    ),
                     "--log-level",
                     "warning",
                 ],
