@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import django_stubs_ext
+from celery.schedules import crontab
 
 from broker.config import Config
 
@@ -282,6 +283,17 @@ CELERY_BEAT_SCHEDULE.update(
         "broker-requeue-lost": {"task": "broker.requeue_lost", "schedule": 60.0},
     }
 )
+# Retention in days (0: keep forever); purged daily at PURGE_HOUR (TIME_ZONE) by beat.
+RETENTION_HL7_MESSAGE_DAYS = _cfg.integer("RETENTION_HL7_MESSAGE_DAYS", 90, minimum=0)
+RETENTION_MPPS_DATASET_DAYS = _cfg.integer("RETENTION_MPPS_DATASET_DAYS", 90, minimum=0)
+RETENTION_RIS_ATTEMPT_DAYS = _cfg.integer("RETENTION_RIS_ATTEMPT_DAYS", 90, minimum=0)
+RETENTION_HEARTBEAT_DAYS = _cfg.integer("RETENTION_HEARTBEAT_DAYS", 7, minimum=0)
+PURGE_HOUR = _cfg.integer("PURGE_HOUR", 3, minimum=0, maximum=23)
+CELERY_TIMEZONE = TIME_ZONE  # beat's crontab entries are in the site's time
+CELERY_BEAT_SCHEDULE["broker-purge"] = {
+    "task": "broker.purge",
+    "schedule": crontab(hour=PURGE_HOUR, minute=17),
+}
 # /health/: where to reach the listeners from the web process, and when to say "down".
 _local = "127.0.0.1" if BROKER_BIND in ("0.0.0.0", "::", "localhost") else BROKER_BIND
 HEALTH_DICOM_HOST = _cfg.string("HEALTH_DICOM_HOST", _local)

@@ -10,6 +10,7 @@ from celery import current_app, shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from broker import retention
 from broker.models import WorkerHeartbeat
 from mpps import outbox, selectors
 
@@ -42,3 +43,11 @@ def requeue_lost() -> int:
             len(order_ids),
         )
     return len(order_ids)
+
+
+@shared_task(name="broker.purge")
+def purge() -> dict[str, int]:
+    """Daily: remove what is past its retention."""
+    done = retention.purge()
+    logger.info("retention purge: %s", ", ".join(f"{k}={v}" for k, v in done.items()))
+    return done
