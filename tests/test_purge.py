@@ -113,4 +113,5 @@ def test_beat_runs_the_purge_daily() -> None:
         e for e in django_settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "broker.purge"
     ]
     assert len(entries) == 1
-    assert entries[0]["schedule"].hour == {django_settings.PURGE_HOUR}
+    schedule: Any = entries[0]["schedule"]
+    assert schedule.hour == {django_settings.PURGE_HOUR}
