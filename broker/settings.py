@@ -83,7 +83,7 @@ DICOM_MAX_ASSOCIATIONS_PER_HOST = _cfg.integer(
 )
 # Bytes of one DIMSE message (command + data set) a peer may make the listener hold.
 DICOM_MAX_MESSAGE_BYTES = _cfg.integer(
-    "DICOM_MAX_MESSAGE_BYTES", 64 * 1024 * 1024, minimum=64 * 1024
+    "DICOM_MAX_MESSAGE_BYTES", 256 * 1024 * 1024, minimum=64 * 1024
 )
 DICOM_TLS_CERT = _cfg.existing_file("DICOM_TLS_CERT")
 DICOM_TLS_KEY = _cfg.existing_file("DICOM_TLS_KEY")

@@ -27,6 +27,8 @@ from hl7v2.intake import message_oversized, message_receive
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# On stop, how long a connection in the middle of a message may take to send its ACK.
+STOP_GRACE = 8.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ class Listener:
         self.connections = 0
         self.by_host: Counter[str] = Counter()
         self.executor = ThreadPoolExecutor(options.workers, thread_name_prefix="hl7-db")
+        # Open connections: True while one is between reading a message and sending its
+        # ACK (so that stopping lets it finish), False while it waits for the next.
+        self.busy: dict[asyncio.StreamWriter, bool] = {}
+        self.stopping = False
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername")
@@ -98,6 +104,7 @@ class Listener:
             return
         self.connections += 1
         self.by_host[host] += 1
+        self.busy[writer] = False
         try:
             await self._serve(reader, writer, peer)
         except asyncio.CancelledError:
@@ -106,6 +113,7 @@ class Listener:
             # sender sends it again and the duplicate check answers it.
             pass
         finally:
+            self.busy.pop(writer, None)
             self.connections -= 1
             self.by_host[host] -= 1
             if not self.by_host[host]:
@@ -133,7 +141,10 @@ class Listener:
                     reason = f"no message for {options.idle_timeout:g} s"
                     break
                 if not data:
+                    if self.stopping:
+                        reason = "closed: listener stopping"
                     break
+                self.busy[writer] = True
                 for item in decoder.feed(data):
                     if isinstance(item, bytes) and not item.strip(b" \t\r\n"):
                         # An empty frame (some senders' keep-alive): nothing to store
@@ -158,6 +169,12 @@ class Listener:
                         return
                     count += 1
                     idle_until = loop.time() + options.idle_timeout
+                self.busy[writer] = False
+                if self.stopping:
+                    # Every message read has been stored and acknowledged; a partial
+                    # one is sent again by the peer on its next connection.
+                    reason = "closed: listener stopping"
+                    break
         except (ConnectionError, OSError) as exc:
             reason = f"lost: {exc}"
         except asyncio.CancelledError:
@@ -181,6 +198,23 @@ class Listener:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    async def stop_connections(self, grace: float) -> None:
+        """On stop: close idle connections now, let busy ones send their ACK first.
+
+        Without this an idle RIS connection would keep the listener (and Python 3.12's
+        ``Server.wait_closed``) waiting for its idle timeout.
+        """
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.busy and loop.time() < deadline:
+            for writer, busy in list(self.busy.items()):
+                if not busy:
+                    writer.close()
+            await asyncio.sleep(0.02)
+        for writer in list(self.busy):
+            writer.transport.abort()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(
@@ -233,7 +267,9 @@ async def serve(
     if ready is not None:
         ready()
     try:
-        async with server:
-            await server.serve_forever()
+        await server.serve_forever()
     finally:
+        server.close()  # no new connections
+        await listener.stop_connections(STOP_GRACE)
+        await server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, listener.close)
