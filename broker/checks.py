@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from importlib.metadata import version
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
+
+from core import fastpath
+from core.dicom import net
+
+# (distribution, release written for, the modules that use its private API)
+PRIVATE_API = (
+    ("Django", fastpath.WRITTEN_FOR, "core/fastpath.py"),
+    (
+        "pynetdicom",
+        net.PYNETDICOM_WRITTEN_FOR,
+        "core/dicom/net.py, broker/dicom/server.py and broker/dicom/guard.py",
+    ),
+)
 
 
 @register(Tags.compatibility, deploy=False)
@@ -39,25 +54,6 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             errors.append(Error(f"{name}: port {port} is also {seen[port]}", id="broker.E013"))
         seen[port] = name
     return errors
-
-
-@register(Tags.compatibility)
-def check_pynetdicom_version(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """broker.dicom.guard uses pynetdicom's internals as they are in one version."""
-    import pynetdicom
-
-    from broker.dicom import guard
-
-    if guard.version_matches():
-        return []
-    return [
-        Error(
-            f"pynetdicom {pynetdicom.__version__} is installed but broker.dicom.guard was "
-            f"written for {guard.PYNETDICOM_VERSION}: check the internals its docstring "
-            "lists, then update PYNETDICOM_VERSION",
-            id="broker.E014",
-        )
-    ]
 
 
 @register(Tags.database)
@@ -94,6 +90,29 @@ def check_durability(app_configs: Any = None, databases: Any = None, **kwargs: A
     return errors
 
 
+def private_api_problems(installed: Mapping[str, str]) -> list[Error]:
+    """One error per library whose installed release is not the one our private-API code
+    was written for (``installed``: distribution -> version)."""
+    errors = []
+    for distribution, written_for, modules in PRIVATE_API:
+        found = installed[distribution]
+        if found != written_for and not found.startswith(written_for + "."):
+            errors.append(
+                Error(
+                    f"{distribution} {found} is installed, but {modules} use its private API "
+                    f"as of {written_for}: re-check them against {found}, then update the "
+                    "version they were written for",
+                    id="broker.E020",
+                )
+            )
+    return errors
+
+
+@register(Tags.compatibility, deploy=False)
+def check_private_api(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    return private_api_problems({d: version(d) for d, _, _ in PRIVATE_API})
+
+
 def configuration_errors() -> list[str]:
     """One line per problem, for processes that start without ``manage.py``."""
-    return [f"({e.id}) {e.msg}" for e in check_configuration()]
+    return [f"({e.id}) {e.msg}" for e in (*check_configuration(), *check_private_api())]

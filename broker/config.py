@@ -39,6 +39,9 @@ class Config:
 
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     problems: list[ConfigProblem] = field(default_factory=list)
+    # Every variable read, with its default: what a site gets without setting it (the
+    # conformance statement documents these, whatever this machine's environment says).
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def _problem(self, check_id: str, variable: str, message: str) -> None:
         self.problems.append(ConfigProblem(check_id, variable, message))
@@ -47,11 +50,16 @@ class Config:
         value = self.environ.get(name)
         return value.strip() if value is not None else None
 
+    def _default(self, name: str, default: Any) -> None:
+        self.defaults.setdefault(name, default)
+
     def string(self, name: str, default: str) -> str:
+        self._default(name, default)
         value = self.raw(name)
         return default if value is None or value == "" else value
 
     def boolean(self, name: str, default: bool) -> bool:
+        self._default(name, default)
         value = self.raw(name)
         if value is None:
             return default
@@ -65,6 +73,7 @@ class Config:
     def integer(
         self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
     ) -> int:
+        self._default(name, default)
         value = self.raw(name)
         if value is None or value == "":
             return default
@@ -80,6 +89,7 @@ class Config:
         return number
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        self._default(name, default)
         value = self.raw(name)
         if value is None or value == "":
             return default
@@ -134,6 +144,7 @@ class Config:
         return value
 
     def list(self, name: str, default: list[str]) -> list[str]:
+        self._default(name, default)
         value = self.raw(name)
         if value is None:
             return default

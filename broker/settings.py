@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -149,6 +150,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "audit",
     "broker",
     "worklist",
     "hl7v2",
@@ -164,6 +170,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "broker.urls"
@@ -217,6 +225,20 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 
+# --- login rate limiting (django-axes) -------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins of one username from one address, that pair is
+# locked out for AXES_COOLOFF_MINUTES (answer 429); a successful login resets the count.
+AUTHENTICATION_BACKENDS = [
+    "broker.auth.LoginRateLimitBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _cfg.integer("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=_cfg.integer("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failed attempts are kept (that is the lockout); successful logins are not logged.
+AXES_DISABLE_ACCESS_LOG = True
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = _cfg.string("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -229,14 +251,45 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# --- REST API (worklist/api.py, mpps/api.py, hl7v2/api.py; core/api.py) ---------------
+# Reads need the model's view permission (roles: broker/roles.py); pages of results are
+# capped at API_MAX_PAGE_SIZE whatever ?limit= / ?page_size= asks for.
+API_PAGE_SIZE = _cfg.integer("API_PAGE_SIZE", 100, minimum=1)
+API_MAX_PAGE_SIZE = _cfg.integer("API_MAX_PAGE_SIZE", 1000, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.ModelPermissions"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "PAGE_SIZE": API_PAGE_SIZE,
+}
+# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/, its JavaScript and CSS served by
+# the broker itself (drf-spectacular-sidecar) and its online validator off: no request
+# to another host, so the docs work on a hospital network without internet. (Not
+# drf-spectacular's Redoc page: its template loads web fonts from Google.)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Worklist broker API",
+    "DESCRIPTION": (
+        "Patients, orders, scheduled steps, MPPS, HL7 and RIS message logs, board and "
+        "turnaround figures; /api/v1/mwlitems/ as dcm4chee's MWL-RS (DICOM JSON)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SPSStatusEnum": "worklist.status.SPSStatus",
+        "PriorityEnum": "worklist.status.Priority",
+        "MPPSStatusEnum": "mpps.status.MPPSStatus",
+        "OutboundStateEnum": "mpps.status.OutboundState",
+        "HL7OutcomeEnum": "hl7v2.status.Outcome",
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------
@@ -336,8 +389,10 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # Python warnings (Django routes them here) quote values too, e.g. pydicom's.
         "py.warnings": {"level": "ERROR"},
-        "hl7apy": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
+        # django-axes: its start-up banner and every attempt at INFO; lockouts (with the
+        # username masked) at WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -347,6 +402,8 @@ HTTP_ACCESS_LOG = _cfg.boolean("HTTP_ACCESS_LOG", True)
 HTTP_ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 CONFIG_PROBLEMS = _cfg.problems
+# Every environment variable read above, with its default (read by manage.py conformance).
+CONFIG_DEFAULTS = _cfg.defaults
 
 os.makedirs(STATIC_ROOT, exist_ok=True)
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -77,7 +77,10 @@ class InboundMessageAdmin(admin.ModelAdmin[InboundMessage]):
     def original_message(self, obj: InboundMessage) -> str:
         return _segments(obj.original_raw) if obj.original_raw is not None else ""
 
-    @admin.action(description="Reprocess the selected failed messages")
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("hl7v2.reprocess_inboundmessage")
+
+    @admin.action(description="Reprocess the selected failed messages", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[InboundMessage]) -> None:
         failed = queryset.filter(outcome__in=(Outcome.ERROR, Outcome.REJECTED))
         outcomes: dict[str, int] = {}

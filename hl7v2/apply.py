@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import models
 from pydicom.uid import generate_uid
 
+from core.fastpath import select_rows
 from hl7v2 import mapping
 from hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
@@ -228,7 +229,7 @@ def _station(
                 "station_ae_titles",
             )
     if titles and source != STATION_FROM_REGISTRY:
-        devices = worklist.select_rows(
+        devices = select_rows(
             Device,
             ("stations", len(titles)),
             list(titles),
@@ -245,7 +246,7 @@ def _station(
     )
     if not modality:
         return None
-    devices = worklist.select_rows(
+    devices = select_rows(
         Device,
         "modality",
         [modality, DeviceRole.MODALITY],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hl7v2.errors import MappingError
+from hl7v2.errors import DATA_TYPE_ERROR, UNSUPPORTED_VERSION_ID, MappingError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,10 @@ def charset_for(msh18: str) -> Charset:
         return CHARSETS[msh18.strip().upper()]
     except KeyError:
         raise MappingError(
-            f"unsupported character set {msh18!r}", segment="MSH", field=18, code="203"
+            f"unsupported character set {msh18!r}",
+            segment="MSH",
+            field=18,
+            code=UNSUPPORTED_VERSION_ID,
         ) from None
 
 
@@ -73,7 +76,7 @@ def decode(raw: bytes, msh18: str) -> str:
             f"{msh18 or 'ASCII'} (MSH-18)",
             segment="MSH",
             field=18,
-            code="102",
+            code=DATA_TYPE_ERROR,
         ) from None
     if charset.codec.startswith("iso8859") or charset.codec == "latin-1":
         if _C1.search(text):
@@ -81,14 +84,14 @@ def decode(raw: bytes, msh18: str) -> str:
                 f"control characters 0x80-0x9F are not {msh18} text; wrong MSH-18?",
                 segment="MSH",
                 field=18,
-                code="102",
+                code=DATA_TYPE_ERROR,
             )
         if not raw.isascii() and _is_utf8(raw):
             raise MappingError(
                 f"text declared {msh18} is UTF-8; declare UNICODE UTF-8 in MSH-18",
                 segment="MSH",
                 field=18,
-                code="102",
+                code=DATA_TYPE_ERROR,
             )
     return text
 

@@ -28,6 +28,7 @@ from django.db import (
 from django.utils import timezone
 
 from core import events
+from core.fastpath import insert_row
 from hl7v2 import apply, mapping
 from hl7v2.ack import ErrorDetail, build_ack
 from hl7v2.charsets import ack_codec, decode
@@ -367,7 +368,7 @@ def _write(
         try:
             if existing is None:
                 message = InboundMessage(**values)
-                worklist.insert_row(message)
+                insert_row(message)
             else:
                 message = existing
                 if bytes(existing.raw) != raw and existing.original_raw is None:

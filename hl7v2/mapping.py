@@ -1,4 +1,5 @@
-"""The HL7 v2 -> DICOM Modality Worklist mapping, as one table (../shared/hl7-to-mwl-mapping.md).
+"""The HL7 v2 -> DICOM Modality Worklist mapping, as one table (the IHE mapping
+of the project's design notes, summarised in docs/conformance/hl7-interface.md).
 
 Pure: it turns a parsed message into field maps for ``worklist.services`` and never touches
 the database. Each row of ``ORDER_ROWS`` / ``PATIENT_ROWS`` names the DICOM attribute,
@@ -135,7 +136,9 @@ def status_table_parse(text: str) -> dict[tuple[str, str], str]:
 
 
 # --- readers: (segment, field number) -> value -------------------------------------------
-# Called only when the field holds a value (not empty, not ""). May return ABSENT.
+# Called only when the field holds a value (not empty, not ""). May return ABSENT. The
+# first line of a reader's docstring says what it reads (the interface specification,
+# docs/conformance/hl7-interface.md, is generated from the rows and these lines).
 
 Reader = Callable[[Segment, int], Any]
 
@@ -147,6 +150,7 @@ def text(component: int = 1, sub: int = 1) -> Reader:
             return None
         return value or ABSENT
 
+    read.__doc__ = f"component {component}" + (f", subcomponent {sub}" if sub > 1 else "")
     return read
 
 
@@ -193,6 +197,7 @@ def address(seg: Segment, n: int) -> Any:
 
 
 def hl7_date(seg: Segment, n: int) -> Any:
+    """DT / TS: the date, YYYYMMDD (a time part is ignored)."""
     value = seg.get(n, 1).strip()
     digits = value[:8]
     try:
@@ -250,10 +255,16 @@ def timestamp(component: int = 1) -> Reader:
                 code=DATA_TYPE_ERROR,
             ) from None
 
+    read.__doc__ = (
+        f"TS/DTM in component {component}; with a UTC offset as sent, else in TIME_ZONE"
+        if component > 1
+        else "TS/DTM; with a UTC offset as sent, else in TIME_ZONE"
+    )
     return read
 
 
 def sex(seg: Segment, n: int) -> Any:
+    """M, F, O as sent; A and N -> O; U -> empty; anything else -> O."""
     return SEXES.get(seg.get(n).strip().upper(), "O")
 
 
@@ -261,10 +272,14 @@ def priority(component: int) -> Reader:
     def read(seg: Segment, n: int) -> Any:
         return PRIORITIES.get(seg.get(n, component).strip().upper(), ABSENT)
 
+    read.__doc__ = f"component {component}: " + ", ".join(
+        f"{code} -> {value}" for code, value in PRIORITIES.items()
+    )
     return read
 
 
 def pregnancy(seg: Segment, n: int) -> Any:
+    """B6 (pregnant) in any repetition -> 3 (definitely pregnant); else unchanged."""
     codes = {seg.split(rep).strip().upper() for rep in seg.repetitions(n)}
     return DEFINITELY_PREGNANT if PREGNANT_AMBULATORY_STATUS in codes else ABSENT
 
@@ -286,6 +301,7 @@ def code_list(value: int, scheme: int, meaning: int) -> Reader:
                 )
         return out or ABSENT
 
+    read.__doc__ = f"each repetition: code .{value}, scheme .{scheme}, meaning .{meaning}"
     return read
 
 
@@ -294,6 +310,7 @@ def repeated_text(component: int = 1) -> Reader:
         values = [seg.split(rep, component).strip() for rep in seg.repetitions(n)]
         return [v for v in values if v] or ABSENT
 
+    read.__doc__ = f"component {component} of each repetition"
     return read
 
 
@@ -362,6 +379,11 @@ def _observation(identifiers: set[str], units: dict[str, Any], maximum: Decimal)
             return number
         return ABSENT
 
+    read.__doc__ = (
+        f"OBX-5 in the unit of OBX-6 ({', '.join(u for u in units if u) or 'none'}; empty: "
+        f"{next(u for u in units if u)}) of the first OBX whose OBX-3 (.1 or .2) is one of "
+        f"{', '.join(sorted(identifiers))}"
+    )
     return read
 
 
@@ -615,6 +637,46 @@ def key_field(structure: str, name: str, level: str = KEY) -> Field:
     """Where ``name`` (a key, or an order field) is read in ``structure``: for errors
     that name the field (``key_field(OMI, "accession_number")`` is IPC-1)."""
     return _ROW_FIELDS[(structure, level, name)]
+
+
+@dataclass(frozen=True)
+class KeyField:
+    """A field the mapping reads outside the rows: keys and the order control."""
+
+    field: str  # e.g. "PID-3"
+    messages: str
+    use: str
+
+
+KEY_FIELDS: Final = (
+    KeyField(
+        PATIENT_IDENTIFIER.label(),
+        "all",
+        "Patient ID (0010,0020) = .1 of the first repetition, Issuer of Patient ID "
+        "(0010,0021) = .4.1; the other repetitions -> Other Patient IDs Sequence (0010,1002). "
+        "Required",
+    ),
+    KeyField(
+        ORDER_CONTROL.label(),
+        "orders",
+        "Order Control, required. NW creates or updates the order, XO changes an existing "
+        "one; any other value only changes the status of existing steps. With ORC-5 it "
+        "gives the SPS status (order status table)",
+    ),
+    KeyField(ORDER_STATUS.label(), "orders", "Order Status, with ORC-1 (order status table)"),
+    KeyField(
+        "ORC-2, ORC-3",
+        "orders",
+        "Placer / filler order number: identify the order of a status change (CA, DC...) "
+        "that has no accession number",
+    ),
+    KeyField(
+        PRIOR_PATIENT_IDENTIFIER.label(),
+        "ADT^A40, ADT^A47",
+        "Prior patient identifier (.1, issuer .4.1): A40 merges that patient into the PID-3 "
+        "patient, A47 renames it to PID-3. Required",
+    ),
+)
 
 
 # --- results ---------------------------------------------------------------------------

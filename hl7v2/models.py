@@ -25,6 +25,7 @@ class InboundMessage(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("reprocess_inboundmessage", "Can reprocess a failed HL7 message")]
         constraints = [
             # A message (sender + MSH-10) is applied at most once, even when two copies
             # arrive at the same moment on two connections: the second insert fails and

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The MSH fields the broker reads (MSH-1 and MSH-2 give the delimiters), and what for.
+# The interface specification is generated from this table; a test checks it against
+# ``read_header``.
+FIELDS: dict[int, str] = {
+    1: "Field separator",
+    2: "Encoding characters (component, repetition, escape, subcomponent)",
+    3: "Sending application: with MSH-4 and MSH-10 it identifies a message (a copy already "
+    "applied is acknowledged AA and not applied again); the ACK's MSH-5; status messages "
+    "about the order go to this application (their MSH-5)",
+    4: "Sending facility: as MSH-3 (the ACK's MSH-6)",
+    5: "Receiving application: the ACK's MSH-3 (HL7_RECEIVING_APPLICATION if empty); not checked",
+    6: "Receiving facility: the ACK's MSH-4 (HL7_RECEIVING_FACILITY if empty); not checked",
+    9: "Message type and trigger event (.1, .2): see the supported messages",
+    10: "Message control ID: duplicate detection (with MSH-3 / MSH-4); echoed in MSA-2",
+    11: "Processing ID: echoed in the ACK; not checked",
+    12: "Version ID (.1): checked against the versions supported for the message type",
+    18: "Character set (first repetition): how the message is decoded; echoed in the ACK",
+}
+
 
 class MSHError(ValueError):
     """The message does not start with a readable MSH segment."""

@@ -170,7 +170,9 @@ def parse(text: str) -> Message:
     accepted as well (files and some senders use them). Empty lines are skipped.
     """
     if not text.startswith("MSH") or len(text) < 8:
-        raise MappingError("message does not start with an MSH segment", segment="MSH", code="100")
+        raise MappingError(
+            "message does not start with an MSH segment", segment="MSH", code=SEGMENT_SEQUENCE_ERROR
+        )
     fs = text[3]
     text = text.replace("\r\n", "\r").replace("\n", "\r")
     lines = [line for line in text.split("\r") if line.strip()]

@@ -106,7 +106,10 @@ class OutboundMessageAdmin(admin.ModelAdmin[OutboundMessage]):
     inlines = [AttemptInline]
     actions = ["retry"]
 
-    @admin.action(description="Send the selected failed messages again")
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpps.resend_outboundmessage")
+
+    @admin.action(description="Send the selected failed messages again", permissions=["resend"])
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
         for message in queryset.filter(state=OutboundState.FAILED):
             outbox.message_retry(message)

@@ -104,3 +104,74 @@ def handle_n_set(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
 
 def handlers() -> list[tuple[Any, Any]]:
     return [(evt.EVT_N_CREATE, handle_n_create), (evt.EVT_N_SET, handle_n_set)]
+
+
+# Every status the N-CREATE and N-SET handlers can send, with what it means here. The
+# conformance statement is generated from this table; tests/test_conformance_statuses.py
+# checks it against the status codes the mpps code uses.
+STATUSES: tuple[status.Returned, ...] = (
+    status.Returned("N-CREATE", status.SUCCESS, "The MPPS instance is created"),
+    status.Returned(
+        "N-CREATE",
+        status.MISSING_ATTRIBUTE,
+        "A type 1 or type 2 attribute of the N-CREATE is absent; the tags are in the Error Comment",
+    ),
+    status.Returned(
+        "N-CREATE",
+        status.MISSING_ATTRIBUTE_VALUE,
+        "A type 1 attribute is empty (also a Study Instance UID or a Series Instance UID "
+        "in a sequence item)",
+    ),
+    status.Returned(
+        "N-CREATE",
+        status.INVALID_ATTRIBUTE_VALUE,
+        "Performed Procedure Step Status is not IN PROGRESS; a malformed DA, TM or UI value",
+    ),
+    status.Returned(
+        "N-CREATE", status.DUPLICATE_SOP_INSTANCE, "An MPPS with this SOP Instance UID exists"
+    ),
+    status.Returned(
+        "N-CREATE",
+        status.INVALID_OBJECT_INSTANCE,
+        "The Affected SOP Instance UID is not a valid UID",
+    ),
+    status.Returned(
+        "N-CREATE", status.NO_SUCH_SOP_CLASS, "The request names another SOP class than MPPS"
+    ),
+    status.Returned(
+        "N-CREATE",
+        status.PROCESSING_FAILURE,
+        "The broker database is unavailable; the modality should send the N-CREATE again later",
+    ),
+    status.Returned("N-SET", status.SUCCESS, "The MPPS instance is updated"),
+    status.Returned(
+        "N-SET",
+        status.INVALID_ATTRIBUTE_VALUE,
+        "An attribute N-SET may not change (patient, scheduled step, PPS ID, station, "
+        "start; tags in the Attribute Identifier List), an unknown Performed Procedure Step "
+        "Status, or a malformed DA, TM or UI value",
+    ),
+    status.Returned(
+        "N-SET",
+        status.MISSING_ATTRIBUTE_VALUE,
+        "COMPLETED or DISCONTINUED without an end date and time (tags in the Attribute "
+        "Identifier List), or a series item without its UIDs",
+    ),
+    status.Returned("N-SET", status.NO_SUCH_SOP_INSTANCE, "No MPPS with this SOP Instance UID"),
+    status.Returned(
+        "N-SET",
+        status.PROCESSING_FAILURE,
+        "The instance is COMPLETED or DISCONTINUED and may no longer be updated (also the "
+        "later of two simultaneous final N-SETs)",
+        error_id=status.MPPS_NO_LONGER_UPDATABLE,
+    ),
+    status.Returned(
+        "N-SET",
+        status.PROCESSING_FAILURE,
+        "The broker database is unavailable, or concurrent updates of one instance; the "
+        "modality should send the N-SET again later",
+    ),
+    status.Returned(
+        "N-SET", status.NO_SUCH_SOP_CLASS, "The request names another SOP class than MPPS"
+    ),
+)

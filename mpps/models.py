@@ -170,6 +170,7 @@ class OutboundMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("resend_outboundmessage", "Can send a RIS status message again")]
         constraints = [
             models.UniqueConstraint(fields=["order", "sequence"], name="ris_message_sequence")
         ]

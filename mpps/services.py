@@ -8,6 +8,7 @@ outbox; events and Celery tasks go out only after it commits.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -42,22 +43,6 @@ class Outcome:
 
     mpps: PerformedProcedureStep | None = None
     refusal: Refusal | None = None
-
-
-def _steps_follow(step_ids: Iterable[int]) -> set[int]:
-    """Move each step to the state its performed steps imply; return their order ids."""
-    order_ids: set[int] = set()
-    steps = ScheduledProcedureStep.objects.filter(pk__in=set(step_ids)).select_related("procedure")
-    for step in steps.order_by("pk"):
-        statuses = PerformedProcedureStep.objects.filter(links__step=step).values_list(
-            "status", flat=True
-        )
-        target = rules.step_target(statuses)
-        if target is None:
-            continue
-        step_set_status(step=step, new_status=target, expected=rules.STEP_SOURCES[target])
-        order_ids.add(step.procedure.order_id)
-    return order_ids
 
 
 def find_steps(refs: Iterable[mpps_dataset.StepReference]) -> list[ScheduledProcedureStep]:
@@ -118,23 +103,39 @@ def _replace_series(
         )
 
 
-def _follow_up(mpps: PerformedProcedureStep, step_ids: Iterable[int]) -> None:
-    """Inside the transaction: steps follow, the RIS hears of it, the event goes out."""
-    step_ids = list(step_ids)
-    order_ids = set(
-        ScheduledProcedureStep.objects.filter(pk__in=step_ids).values_list(
-            "procedure__order_id", flat=True
-        )
-    )
-    # Lock the orders before touching their steps, in id order, as HL7 intake takes them
-    # (order, then steps): an MPPS and an order update on PostgreSQL cannot deadlock.
+def _follow_up(mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedureStep]) -> None:
+    """Inside the transaction: the linked steps follow, the RIS hears of it, the event goes
+    out. ``steps`` come with their procedure (for the order) and the status read.
+
+    1. Lock the orders, in id order, as HL7 intake takes them (order, then steps): an
+       MPPS and an order update on PostgreSQL cannot deadlock.
+    2. Read the statuses of every performed step linked to these steps, in one query.
+    3. Move each step to the state they imply (race-safe: tried from the status read with
+       the step, read again if it moved on meanwhile).
+    4. Queue the orders' status for the RIS, publish the event after commit.
+    """
+    steps = sorted(steps, key=lambda s: s.pk)
+    order_ids = {s.procedure.order_id for s in steps}
     list(
         Order.objects.select_for_update()
         .filter(pk__in=order_ids)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    _steps_follow(step_ids)
+    performed: dict[int, list[str]] = defaultdict(list)
+    for step_id, status in StepLink.objects.filter(step__in=[s.pk for s in steps]).values_list(
+        "step_id", "mpps__status"
+    ):
+        performed[step_id].append(status)
+    for step in steps:
+        target = rules.step_target(performed[step.pk])
+        if target is not None:
+            step_set_status(
+                step=step,
+                new_status=target,
+                expected=rules.STEP_SOURCES[target],
+                current=step.status,
+            )
     outbox.order_status_follow(order_ids, mpps_id=mpps.pk)
     events.publish(events.mpps_changed, mpps_id=mpps.pk, status=mpps.status)
 
@@ -171,7 +172,7 @@ def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "
             _replace_series(mpps, mpps_dataset.performed_series(ds) or [], new=True)
             steps = find_steps(refs)
             StepLink.objects.bulk_create([StepLink(mpps=mpps, step=s) for s in steps])
-            _follow_up(mpps, [s.pk for s in steps])
+            _follow_up(mpps, steps)
     except IntegrityError:
         # The instance exists (or two N-CREATEs of it raced and the other one won).
         if PerformedProcedureStep.objects.filter(sop_instance_uid=sop_instance_uid).exists():
@@ -226,7 +227,12 @@ def mpps_set(*, sop_instance_uid: str, modification: Dataset) -> Outcome:
             series = mpps_dataset.performed_series(modification)
             if series is not None:
                 _replace_series(current, series)
-            _follow_up(current, current.links.values_list("step_id", flat=True))
+            _follow_up(
+                current,
+                ScheduledProcedureStep.objects.filter(mpps_links__mpps=current).select_related(
+                    "procedure"
+                ),
+            )
         logger.info("MPPS %s set (%s)", sop_instance_uid, current.status)
         return Outcome(mpps=current)
     # Still losing to other N-SETs of the same instance after several tries: let the
@@ -242,6 +248,6 @@ def mpps_link(*, mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedur
     new = [s for s in steps if s.pk not in have]
     StepLink.objects.bulk_create([StepLink(mpps=mpps, step=s) for s in new], ignore_conflicts=True)
     if new:
-        _follow_up(mpps, [s.pk for s in new])
+        _follow_up(mpps, new)
         logger.info("MPPS %s linked to %d scheduled step(s)", mpps.sop_instance_uid, len(new))
     return len(new)

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 pytest_plugins = [
+    "tests.fixtures_api",
     "tests.fixtures_dicom",
     "tests.fixtures_hl7",
     "tests.fixtures_mpps",

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.core.checks import Error
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
@@ -21,7 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from broker.checks import check_pynetdicom_version
+from broker.checks import private_api_problems
 from broker.dicom import guard, server
 from tests.fixtures_dicom import bulk_schedule, schedule, worklist_query
 from tests.scu import keep_responses
@@ -374,12 +373,8 @@ def test_a_scanner_that_stops_reading_its_answers_is_dropped_after_the_network_t
         sock.close()
 
 
-def test_the_listener_refuses_to_start_with_another_pynetdicom(monkeypatch: Any) -> None:
-    import pynetdicom
-
-    assert check_pynetdicom_version() == []
-    monkeypatch.setattr(pynetdicom, "__version__", "3.1.0")
-    errors = check_pynetdicom_version()
-    assert [e.id for e in errors] == ["broker.E014"]
-    assert isinstance(errors[0], Error)
-    assert "broker.dicom.guard" in errors[0].msg
+def test_the_listener_refuses_to_start_with_another_pynetdicom() -> None:
+    assert guard.version_matches()
+    problems = private_api_problems({"Django": "5.2.19", "pynetdicom": "3.1.0"})
+    assert [p.id for p in problems] == ["broker.E020"]
+    assert "broker/dicom/guard.py" in problems[0].msg

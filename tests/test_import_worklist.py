@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from worklist.importer import import_paths
 from worklist.models import Order, Patient, RequestedProcedure, ScheduledProcedureStep
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +126,34 @@ def test_a_missing_path_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(CommandError):
         call_command("import_worklist", str(tmp_path / "nope.wl"))
     assert "nope.wl" in capsys.readouterr().err
+
+
+def test_a_file_that_fails_half_way_is_rolled_back_alone_within_its_batch(tmp_path: Path) -> None:
+    sps = {"ScheduledProcedureStepStartDate": "20261201", "Modality": "CT"}
+    write_wl(tmp_path / "1.wl", PatientID="P1", AccessionNumber="A1", sps=sps)
+    # Patient, order and procedure are written before the step fails (no SPS item).
+    bad = write_wl(tmp_path / "2.wl", PatientID="P2", AccessionNumber="A2", sps=sps)
+    ds = dcmread(bad, force=True)
+    del ds.ScheduledProcedureStepSequence
+    ds.save_as(bad, enforce_file_format=False)
+    write_wl(tmp_path / "3.wl", PatientID="P3", AccessionNumber="A3", sps=sps)
+    seen: list[tuple[int, int]] = []
+    report = import_paths(
+        [tmp_path], batch=3, progress=lambda done, total: seen.append((done, total))
+    )
+    assert [p.name for p in report.imported] == ["1.wl", "3.wl"]
+    assert [(p.name, reason) for p, reason in report.failed] == [
+        ("2.wl", "no Scheduled Procedure Step Sequence item")
+    ]
+    assert sorted(Patient.objects.values_list("patient_id", flat=True)) == ["P1", "P3"]
+    assert counts() == (2, 2, 2, 2)
+    assert seen == [(3, 3)]  # once per committed batch
+
+
+def test_progress_is_reported_after_each_batch(tmp_path: Path) -> None:
+    sps = {"ScheduledProcedureStepStartDate": "20261201", "Modality": "CT"}
+    for n in range(5):
+        write_wl(tmp_path / f"{n}.wl", PatientID=f"P{n}", AccessionNumber=f"A{n}", sps=sps)
+    seen: list[tuple[int, int]] = []
+    import_paths([tmp_path], batch=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]

@@ -1,7 +1,18 @@
+"""The scheduling data in the admin. It never writes around the services: demographics
+go through ``patient_correct``, a new start through ``step_reschedule``, status changes
+through ``step_change_status`` (actions), so events, RIS status and the audit trail are the
+same as from HL7, MPPS and the front desk. Orders and procedures are read-only here (they
+come from HL7, the front desk's order entry and the API)."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from worklist import services
 from worklist.models import (
     Device,
     Order,
@@ -10,17 +21,31 @@ from worklist.models import (
     ScheduledProcedureStep,
     StationAETitle,
 )
+from worklist.status import FINAL, SPSStatus
 
 
 @admin.register(Patient)
 class PatientAdmin(admin.ModelAdmin[Patient]):
     list_display = ["patient_id", "issuer", "name", "birth_date", "sex", "merged_into"]
     search_fields = ["patient_id", "name_key"]
+    # The identifier changes only by HL7 A47 / merge (patient_change_identifier).
+    readonly_fields = ["patient_id", "issuer", "merged_into", "other_ids"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Patient, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in form.changed_data}
+        services.patient_correct(actor=request.user, patient_pk=obj.pk, fields=fields)
 
 
 class ProcedureInline(admin.TabularInline[RequestedProcedure, Order]):
     model = RequestedProcedure
     extra = 0
+    can_delete = False
 
 
 @admin.register(Order)
@@ -30,10 +55,46 @@ class OrderAdmin(admin.ModelAdmin[Order]):
     raw_id_fields = ["patient"]
     inlines = [ProcedureInline]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
 
 class StationInline(admin.TabularInline[StationAETitle, ScheduledProcedureStep]):
     model = StationAETitle
     extra = 0
+    can_delete = False
+    readonly_fields = ["ae_title"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _status_action(new_status: str, description: str) -> Any:
+    def action(
+        modeladmin: StepAdmin, request: HttpRequest, queryset: QuerySet[ScheduledProcedureStep]
+    ) -> None:
+        changed, refused = 0, []
+        for step_id in queryset.values_list("pk", flat=True):
+            try:
+                services.step_change_status(
+                    actor=request.user, step_id=step_id, new_status=new_status
+                )
+                changed += 1
+            except services.DomainError as exc:
+                refused.append(str(exc))
+        if changed:
+            modeladmin.message_user(request, f"{changed} step(s) now {new_status}.")
+        for reason in refused:
+            modeladmin.message_user(request, reason, messages.WARNING)
+
+    action.__name__ = f"mark_{new_status.lower()}"
+    return admin.action(description=description, permissions=["change"])(action)
 
 
 @admin.register(ScheduledProcedureStep)
@@ -41,8 +102,33 @@ class StepAdmin(admin.ModelAdmin[ScheduledProcedureStep]):
     list_display = ["sps_id", "modality", "start", "status", "station_name", "procedure"]
     list_filter = ["status", "modality"]
     search_fields = ["sps_id", "procedure__order__accession_number"]
-    raw_id_fields = ["procedure"]
+    # Only the start is edited here (step_reschedule); the status by the actions.
+    fields = ["procedure", "sps_id", "status", "start", "modality", "station_name", "location"]
+    readonly_fields = ["procedure", "sps_id", "status", "modality", "station_name", "location"]
     inlines = [StationInline]
+    actions = [
+        _status_action(SPSStatus.ARRIVED, "Mark the selected steps arrived"),
+        _status_action(SPSStatus.CANCELED, "Cancel the selected steps"),
+        _status_action(SPSStatus.DISCONTINUED, "Discontinue the selected steps"),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(self.readonly_fields)
+        if obj is not None and obj.status in FINAL:
+            fields.append("start")  # a final step is not rescheduled
+        return fields
+
+    def save_model(
+        self, request: HttpRequest, obj: ScheduledProcedureStep, form: Any, change: bool
+    ) -> None:
+        if "start" in form.changed_data and obj.start is not None:
+            services.step_reschedule(actor=request.user, step_id=obj.pk, start=obj.start)
 
 
 @admin.register(Device)

@@ -212,3 +212,60 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
 
 def handlers() -> list[tuple[Any, Any]]:
     return [(evt.EVT_C_FIND, handle_find)]
+
+
+# Every status the C-FIND handler can send, with what it means here. The conformance
+# statement is generated from this table; tests/test_conformance_statuses.py checks it
+# against the status codes the worklist code uses.
+STATUSES: tuple[status.Returned, ...] = (
+    status.Returned(
+        "C-FIND",
+        status.SUCCESS,
+        "Matching is complete: every answer has been sent (also for zero matches)",
+    ),
+    status.Returned(
+        "C-FIND", status.PENDING, "One answer (one scheduled procedure step); every key supported"
+    ),
+    status.Returned(
+        "C-FIND",
+        status.PENDING_WARNING_OPTIONAL_KEYS,
+        "One answer; the query had a key the SCP does not know, or a value of a key it "
+        "cannot match on (the value was ignored: see the matching column)",
+    ),
+    status.Returned(
+        "C-FIND",
+        status.CANCEL,
+        f"C-CANCEL received; checked between answers (at least every {CANCEL_CHECK_EVERY})",
+    ),
+    status.Returned(
+        "C-FIND",
+        status.TOO_MANY_MATCHES,
+        "More entries match than MWL_MAX_ANSWERS: that many answers were sent, then this "
+        "status with an Error Comment; narrow the query",
+    ),
+    status.Returned(
+        "C-FIND",
+        status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        "Query/Retrieve Level present; more than one item in a sequence; the Scheduled "
+        "Procedure Step Sequence is not a sequence. With Offending Element and Error Comment",
+    ),
+    status.Returned(
+        "C-FIND",
+        status.UNABLE_TO_PROCESS_INVALID_QUERY_VALUE,
+        "Invalid date, time or range (e.g. 20261345, 20261231-20260101), or several "
+        "values where one is allowed. With Offending Element and Error Comment",
+    ),
+    status.Returned(
+        "C-FIND",
+        status.UNABLE_TO_PROCESS_UNDECODABLE_IDENTIFIER,
+        "The identifier cannot be decoded",
+    ),
+    status.Returned(
+        "C-FIND",
+        status.UNABLE_TO_PROCESS_DATABASE_ERROR,
+        "The worklist database is unavailable; query again later",
+    ),
+    status.Returned(
+        "C-FIND", status.UNABLE_TO_PROCESS_INTERNAL_ERROR, "Any other error (logged by the broker)"
+    ),
+)

@@ -9,7 +9,7 @@ with the file's Specific Character Set and stored as Unicode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -71,18 +71,38 @@ def worklist_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield path
 
 
-def import_paths(paths: Iterable[str | Path]) -> ImportReport:
+# Files imported in one transaction: one commit (and, on SQLite, one fsync) per batch
+# instead of per file; each file still has a savepoint of its own, so a broken file is
+# rolled back alone and the others of its batch are imported.
+BATCH_FILES = 500
+
+
+def import_paths(
+    paths: Iterable[str | Path],
+    *,
+    batch: int = BATCH_FILES,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Import every worklist file named (or under the folders named).
+
+    ``progress(done, total)`` is called after each batch commits.
+    """
     report = ImportReport()
-    for path in worklist_files(paths):
-        try:
-            steps = import_file(path)
-        except Exception as exc:  # a broken file must not stop the others
-            reason = str(exc) or type(exc).__name__
-            logger.warning("worklist file %s not imported: %s", path, reason)
-            report.failed.append((path, reason))
-            continue
-        report.imported.append(path)
-        report.steps += len(steps)
+    files = list(worklist_files(paths))
+    for first in range(0, len(files), max(batch, 1)):
+        with transaction.atomic():
+            for path in files[first : first + max(batch, 1)]:
+                try:
+                    steps = import_file(path)
+                except Exception as exc:  # a broken file must not stop the others
+                    reason = str(exc) or type(exc).__name__
+                    logger.warning("worklist file %s not imported: %s", path, reason)
+                    report.failed.append((path, reason))
+                    continue
+                report.imported.append(path)
+                report.steps += len(steps)
+        if progress is not None:
+            progress(len(report.imported) + len(report.failed), len(files))
     return report
 
 
@@ -250,3 +270,63 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [value] if value else []
     return list(value)
+
+
+def order_maps(dataset: Dataset) -> dict[str, Any]:
+    """A worklist entry as the keyword arguments of ``services.order_enter`` (MWL-RS POST).
+
+    Read with the same table and conversions as a file import; identifiers that are
+    absent stay empty, for ``order_enter`` to generate.
+    """
+    top = _fields(dataset, TOP_ATTRIBUTES)
+    patient: dict[str, Any] = {
+        "patient_id": _text(dataset, "PatientID"),
+        "issuer": _text(dataset, "IssuerOfPatientID"),
+        **top["patient"],
+    }
+    other_ids = _code_items(dataset, "OtherPatientIDsSequence")
+    if other_ids:
+        patient["other_ids"] = [
+            {"patient_id": _text(i, "PatientID"), "issuer": _text(i, "IssuerOfPatientID")}
+            for i in other_ids
+        ]
+    order = {"accession_number": _text(dataset, "AccessionNumber"), **top["order"]}
+    procedure: dict[str, Any] = {
+        "requested_procedure_id": _text(dataset, "RequestedProcedureID"),
+        "study_instance_uid": _text(dataset, "StudyInstanceUID"),
+        **top["procedure"],
+    }
+    codes = _code_items(dataset, "RequestedProcedureCodeSequence")
+    if codes:
+        procedure.update(
+            code_value=_text(codes[0], "CodeValue"),
+            code_scheme=_text(codes[0], "CodingSchemeDesignator"),
+            code_meaning=_text(codes[0], "CodeMeaning"),
+        )
+    steps = []
+    for item in dataset.get("ScheduledProcedureStepSequence") or []:
+        fields: dict[str, Any] = _fields(item, SPS_ATTRIBUTES)["step"]
+        fields["sps_id"] = _text(item, "ScheduledProcedureStepID")
+        if "ScheduledProcedureStepStartDate" in item:
+            fields["start"] = _start(item)
+        status = _text(item, "ScheduledProcedureStepStatus")
+        if status:
+            if status not in SPSStatus.values:
+                raise WorklistFileError(f"{status!r} is not a Scheduled Procedure Step Status")
+            fields["status"] = status
+        protocol = _code_items(item, "ScheduledProtocolCodeSequence")
+        if protocol:
+            fields["protocol_codes"] = [
+                {
+                    "value": _text(c, "CodeValue"),
+                    "scheme": _text(c, "CodingSchemeDesignator"),
+                    "meaning": _text(c, "CodeMeaning"),
+                }
+                for c in protocol
+            ]
+        stations = item.get("ScheduledStationAETitle")
+        if stations is not None:
+            fields["station_ae_titles"] = [str(t).strip() for t in _as_list(stations)]
+        steps.append(fields)
+    procedure["steps"] = steps
+    return {"patient": patient, "order": order, "procedures": [procedure]}

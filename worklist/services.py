@@ -13,16 +13,19 @@ the admin, MPPS) convert their input into these maps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from django.core.exceptions import EmptyResultSet
-from django.db import IntegrityError, connection, connections, models, transaction
-from django.db.models import QuerySet
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
+from django.conf import settings
+from django.db import IntegrityError, connection, models, transaction
+from django.utils import timezone
+from pydicom.uid import generate_uid
 
+from audit.services import audit_record, snapshot
 from core import events
+from core.fastpath import insert_row, select_rows
 from worklist.models import (
     Order,
     Patient,
@@ -58,156 +61,6 @@ def _apply(instance: models.Model, fields: Mapping[str, Any]) -> bool:
             setattr(instance, name, value)
             changed = True
     return changed
-
-
-# INSERT statements built once per (model, backend, columns): Django compiles the SQL of
-# every save(); intake inserts the same few shapes of row all day.
-_INSERT_SQL: dict[tuple[Any, ...], str] = {}
-
-
-def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> bool:
-    """``instance.save(force_insert=True)``, with the statement's SQL built only once.
-
-    ``save()`` still runs (the models' derived columns: name keys, start date/time;
-    auto_now values; signals); only its INSERT is replaced, by the same SQL, cached.
-    ``ignore_conflicts``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (``INSERT OR
-    IGNORE`` on SQLite): a row refused for a taken unique key neither raises nor aborts
-    the transaction; returns False then. Only on backends that return columns from an
-    INSERT (PostgreSQL, SQLite >= 3.35); elsewhere Django's own path, unchanged.
-    """
-    inserted = True
-    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
-
-    def do_insert(
-        manager: models.Manager[Any],
-        using: str,
-        fields: list[models.Field[Any, Any]],
-        returning_fields: list[models.Field[Any, Any]],
-        raw: bool,
-    ) -> list[Any]:
-        nonlocal inserted
-        db = connections[using]
-        if not db.features.can_return_columns_from_insert:
-            return list(
-                manager._insert(  # type: ignore[attr-defined]
-                    [instance],
-                    fields=fields,
-                    returning_fields=returning_fields,
-                    using=using,
-                    raw=raw,
-                    on_conflict=on_conflict,
-                )
-            )
-        key = (
-            type(instance),
-            db.vendor,
-            on_conflict,
-            tuple(f.attname for f in fields),
-            tuple(f.attname for f in returning_fields),
-        )
-        sql = _INSERT_SQL.get(key) if not raw else None
-        params: list[Any] | None = None
-        converters: dict[int, Any] = {}
-        compiler = None
-        if sql is not None:
-            values = [f.pre_save(instance, True) for f in fields]
-            if any(hasattr(v, "resolve_expression") for v in values):
-                sql = None  # an expression as a value: Django compiles it
-            else:
-                params = [
-                    f.get_db_prep_save(v, connection=db)
-                    for f, v in zip(fields, values, strict=True)
-                ]
-        if sql is None:
-            query = InsertQuery(type(instance), on_conflict=on_conflict)
-            query.insert_values(fields, [instance], raw=raw)
-            compiler = query.get_compiler(using=using)
-            compiler.returning_fields = returning_fields
-            [(sql, compiled)] = compiler.as_sql()
-            params = list(compiled)
-            table = type(instance)._meta.db_table
-            converters = compiler.get_converters([f.get_col(table) for f in returning_fields])
-            if (
-                not raw
-                and returning_fields
-                and not converters
-                and not compiler.returning_params
-                and sql.count("%s") == len(fields)
-                and not any(hasattr(f, "get_placeholder") for f in fields)
-                and not any(hasattr(v, "as_sql") for v in params)
-            ):
-                _INSERT_SQL[key] = sql
-        with db.cursor() as cursor:
-            cursor.execute(sql, params)
-            if not returning_fields:
-                return []
-            row = cursor.fetchone()  # INSERT ... RETURNING: one row, or none if ignored
-        if row is None:  # nothing returned: the row was not inserted
-            inserted = False
-            return []
-        if converters and compiler is not None:
-            return [tuple(r) for r in compiler.apply_converters([row], converters)]
-        return [tuple(row)]
-
-    # An attribute of this instance shadows Model._do_insert for this save only.
-    setattr(instance, "_do_insert", do_insert)  # noqa: B010
-    try:
-        instance.save(force_insert=True)
-    finally:
-        delattr(instance, "_do_insert")
-    return inserted
-
-
-# SELECTs of whole rows that the intake runs for every message, compiled once per
-# (model, backend, caller's key): (SQL, field names, converters).
-_SELECT_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any]]] = {}
-
-
-def select_rows(
-    model: type[M], key: Hashable, params: list[Any], queryset: Callable[[], QuerySet[M]]
-) -> list[M]:
-    """``list(queryset())``, with the query's SQL compiled only once per ``key``.
-
-    ``params`` are the query's parameters in Django's order, computed by the caller; the
-    cached SQL is only kept when they equal Django's own for the first query of this
-    key, and when the query selects exactly the model's concrete fields (no joins,
-    annotations or deferred fields). Otherwise Django runs the query, every time.
-    """
-    db = connection
-    cache_key = (model, db.vendor, key)
-    cached = _SELECT_SQL.get(cache_key)
-    if cached is None:
-        query = queryset()
-        compiler = query.query.get_compiler(using=db.alias)
-        try:
-            sql, django_params = compiler.as_sql()
-        except EmptyResultSet:
-            return []
-        select = [col for col, _, _ in compiler.select]
-        fields = [getattr(col, "target", None) for col in select]
-        concrete = [f.attname for f in model._meta.concrete_fields]
-        if (
-            list(django_params) != params
-            or any(f is None for f in fields)
-            or [f.attname for f in fields if f is not None] != concrete
-        ):
-            return list(query)
-        cached = (sql, concrete, compiler.get_converters(select))
-        _SELECT_SQL[cache_key] = cached
-    sql, field_names, converters = cached
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows: Iterable[Any] = cursor.fetchall()
-    if converters:  # as SQLCompiler.apply_converters, with this thread's connection
-        converted = []
-        for row in rows:
-            values = list(row)
-            for pos, (convs, expression) in converters.items():
-                for convert in convs:
-                    values[pos] = convert(values[pos], expression, db)
-            converted.append(values)
-        rows = converted
-    return [model.from_db(db.alias, field_names, row) for row in rows]
 
 
 def _lock_row(model: type[M], lookup: Mapping[str, Any]) -> M | None:
@@ -440,41 +293,56 @@ def step_upsert(
     return step
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def step_set_status(
     *,
     step: ScheduledProcedureStep,
     new_status: str,
     expected: Iterable[str] | None = None,
+    current: str | None = None,
 ) -> bool:
     """Move a step to ``new_status`` if it is still in one of ``expected`` states.
 
-    Race-safe: the expected old state is part of the UPDATE's filter, so of two
-    concurrent transitions exactly one applies. Returns False if the step was not in an
-    expected state (``expected=None`` allows any state that is not final, or the same).
+    Race-safe: the old state is part of the UPDATE's filter, so of two concurrent
+    transitions exactly one applies. Returns False if the step was not in an expected
+    state (``expected=None`` allows any state that is not final, or the same).
+    ``current``: the state the caller read, tried first without reading it again; if the
+    step has moved on since, it is read and decided on again.
     """
     allowed = (
         list(expected) if expected is not None else [s for s in SPSStatus.values if s not in FINAL]
     )
-    old = ScheduledProcedureStep.objects.filter(pk=step.pk).values_list("status", flat=True).first()
-    if old is None:
-        raise DomainError("scheduled step no longer exists")
-    if old == new_status:
-        step.status = new_status
-        return True
-    updated = (
-        ScheduledProcedureStep.objects.filter(pk=step.pk, status__in=allowed)
-        .filter(status=old)
-        .update(status=new_status)
-    )
-    if updated != 1:
-        # Nothing changed: the step was in a state this transition may not leave.
-        return False
-    step.status = new_status
-    events.publish(
-        events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
-    )
-    return True
+    old = current
+    for _ in range(2):
+        if old is None:
+            old = (
+                ScheduledProcedureStep.objects.filter(pk=step.pk)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if old is None:
+                raise DomainError("scheduled step no longer exists")
+            current = None  # read now: no second try
+        if old == new_status:
+            step.status = new_status
+            return True
+        if old not in allowed:
+            # The step is in a state this transition may not leave.
+            return False
+        updated = ScheduledProcedureStep.objects.filter(pk=step.pk, status=old).update(
+            status=new_status
+        )
+        if updated == 1:
+            step.status = new_status
+            events.publish(
+                events.step_status_changed, step_id=step.pk, old_status=old, new_status=new_status
+            )
+            return True
+        if current is None:
+            # Nothing changed: the step left ``old`` under us (or is gone).
+            return False
+        old = None  # the caller's state was stale: read it and decide again
+    return False
 
 
 @transaction.atomic
@@ -526,3 +394,322 @@ def patients_merge(*, surviving: Patient, merged: Patient) -> int:
         events.patients_merged, surviving_patient_id=surviving.pk, merged_patient_id=merged.pk
     )
     return moved
+
+
+# --- Front-desk and MWL-RS writes (pages, REST API, admin) ---------------------------
+# Each runs in one transaction, publishes its events after commit (through the upserts
+# and step_set_status above), and writes one audit entry per changed object. ``actor``
+# is the Django user making the change (None for a system change).
+
+_PATIENT_IDENTIFIER = {"patient_id", "issuer", "merged_into", "merged_into_id", "name_key"}
+_STEP_KEYS = {"sps_id", "station_ae_title", "station_ae_titles"}
+
+
+def _step_snapshot(step: ScheduledProcedureStep) -> dict[str, Any]:
+    titles = sorted(step.station_ae_titles.values_list("ae_title", flat=True))
+    return snapshot(
+        step,
+        extra={"station_ae_titles": titles},
+        skip=("start_date", "start_time", "performing_physician_key"),
+    )
+
+
+def _patient_snapshot(patient: Patient) -> dict[str, Any]:
+    return snapshot(patient, skip=("name_key",))
+
+
+def _order_snapshot(order: Order) -> dict[str, Any]:
+    return snapshot(order, skip=("referring_physician_key",))
+
+
+def _new_accession_number() -> str:
+    """``A`` + local date + 8 random digits (15 characters, Accession Number is SH 16)."""
+    day = timezone.localdate().strftime("%y%m%d")
+    while True:
+        candidate = f"A{day}{secrets.randbelow(10**8):08d}"
+        if not Order.objects.filter(accession_number=candidate).exists():
+            return candidate
+
+
+def _next_free(prefix: str, taken: Iterable[str]) -> str:
+    used = set(taken)
+    n = 1
+    while f"{prefix}{n}" in used:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def _check_fields(model: type[models.Model], fields: Mapping[str, Any], *, what: str) -> None:
+    names = {f.name for f in model._meta.concrete_fields}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise DomainError(f"unknown {what} field(s): {', '.join(unknown)}")
+
+
+def _aware(start: Any) -> None:
+    if start is not None and timezone.is_naive(start):
+        raise DomainError("the scheduled start needs a time zone")
+
+
+@transaction.atomic
+def order_enter(
+    *,
+    actor: Any,
+    patient: Mapping[str, Any],
+    order: Mapping[str, Any],
+    procedures: Sequence[Mapping[str, Any]],
+) -> Order:
+    """Manual order entry (front desk) and MWL-RS create/update.
+
+    1. The patient by (patient_id, issuer): created, or its given demographics updated.
+    2. The order by accession number (generated when empty), attached to the surviving
+       patient of any merge.
+    3. Each procedure by requested procedure ID (generated when empty; an existing one
+       is also found by its Study Instance UID), with a Study Instance UID generated
+       under BROKER_UID_ROOT when none is given.
+    4. Each step by SPS ID (generated when empty): SCHEDULED, in the worklist once this
+       returns.
+    """
+    patient_fields = dict(patient)
+    patient_id = str(patient_fields.pop("patient_id", "") or "").strip()
+    issuer = str(patient_fields.pop("issuer", "") or "")
+    if not patient_id:
+        raise DomainError("Patient ID is required")
+    _check_fields(Patient, patient_fields, what="patient")
+    if set(patient_fields) & _PATIENT_IDENTIFIER:
+        raise DomainError("the patient identifier cannot be set here")
+    existing_patient = Patient.objects.filter(patient_id=patient_id, issuer=issuer).first()
+    before = _patient_snapshot(existing_patient) if existing_patient else None
+    stored = patient_upsert(patient_id=patient_id, issuer=issuer, fields=patient_fields)
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=stored,
+        before=before,
+        after=_patient_snapshot(stored),
+    )
+    current = patient_current(stored)
+
+    order_fields = dict(order)
+    accession = str(order_fields.pop("accession_number", "") or "").strip()
+    accession_issuer = str(order_fields.pop("accession_issuer", "") or "")
+    order_fields.pop("patient", None)
+    _check_fields(Order, order_fields, what="order")
+    existing_order = (
+        Order.objects.filter(accession_number=accession, accession_issuer=accession_issuer).first()
+        if accession
+        else None
+    )
+    before = _order_snapshot(existing_order) if existing_order else None
+    entered, created = order_upsert(
+        patient=current,
+        accession_number=accession or _new_accession_number(),
+        accession_issuer=accession_issuer,
+        fields=order_fields,
+    )
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=entered,
+        before=before,
+        after=_order_snapshot(entered),
+    )
+    if created and not procedures:
+        raise DomainError("an order needs at least one requested procedure")
+    for procedure_map in procedures:
+        _procedure_enter(actor=actor, order=entered, data=procedure_map)
+    return entered
+
+
+def _procedure_enter(*, actor: Any, order: Order, data: Mapping[str, Any]) -> None:
+    fields = dict(data)
+    steps = list(fields.pop("steps", None) or [])
+    rp_id = str(fields.pop("requested_procedure_id", "") or "").strip()
+    study_uid = str(fields.pop("study_instance_uid", "") or "").strip()
+    _check_fields(RequestedProcedure, fields, what="procedure")
+    existing = None
+    if rp_id:
+        existing = RequestedProcedure.objects.filter(
+            order=order, requested_procedure_id=rp_id
+        ).first()
+    elif study_uid:
+        existing = RequestedProcedure.objects.filter(
+            order=order, study_instance_uid=study_uid
+        ).first()
+    if existing is not None:
+        rp_id = existing.requested_procedure_id
+        study_uid = study_uid or existing.study_instance_uid
+    if not rp_id:
+        rp_id = _next_free("RP", order.procedures.values_list("requested_procedure_id", flat=True))
+    if not study_uid:
+        study_uid = generate_uid(prefix=settings.BROKER_UID_ROOT)
+    before = snapshot(existing) if existing else None
+    procedure = procedure_upsert(
+        order=order, requested_procedure_id=rp_id, study_instance_uid=study_uid, fields=fields
+    )
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=procedure,
+        before=before,
+        after=snapshot(procedure),
+    )
+    if existing is None and not steps:
+        raise DomainError("a requested procedure needs at least one scheduled step")
+    for step_map in steps:
+        _step_enter(actor=actor, procedure=procedure, data=step_map)
+
+
+def _step_enter(*, actor: Any, procedure: RequestedProcedure, data: Mapping[str, Any]) -> None:
+    fields = dict(data)
+    sps_id = str(fields.pop("sps_id", "") or "").strip()
+    titles: list[str] | None = None
+    if "station_ae_titles" in fields:
+        titles = [str(t) for t in fields.pop("station_ae_titles") or []]
+    if "station_ae_title" in fields:
+        title = fields.pop("station_ae_title")
+        titles = [str(title)] if title else []
+    _check_fields(ScheduledProcedureStep, fields, what="step")
+    _aware(fields.get("start"))
+    existing = (
+        ScheduledProcedureStep.objects.filter(procedure=procedure, sps_id=sps_id).first()
+        if sps_id
+        else None
+    )
+    if existing is not None and existing.status in FINAL and fields:
+        raise DomainError(f"Scheduled Procedure Step {sps_id} is {existing.status}")
+    if not sps_id:
+        sps_id = _next_free("SPS", procedure.steps.values_list("sps_id", flat=True))
+    before = _step_snapshot(existing) if existing else None
+    step = step_upsert(procedure=procedure, sps_id=sps_id, fields=fields, station_ae_titles=titles)
+    audit_record(
+        actor=actor,
+        action="order_enter",
+        instance=step,
+        before=before,
+        after=_step_snapshot(step),
+    )
+
+
+def _locked_step(step_id: int) -> ScheduledProcedureStep:
+    step = ScheduledProcedureStep.objects.select_for_update().filter(pk=step_id).first()
+    if step is None:
+        raise DomainError("this scheduled procedure step does not exist")
+    return step
+
+
+def _refuse_final(step: ScheduledProcedureStep, wanted: str) -> None:
+    if step.status in FINAL:
+        raise DomainError(
+            f"Scheduled Procedure Step {step.sps_id} is {step.status.lower()}; "
+            f"it cannot become {wanted.lower()}"
+        )
+
+
+@transaction.atomic
+def step_change_status(*, actor: Any, step_id: int, new_status: str) -> ScheduledProcedureStep:
+    """Move a step to any SPS status; a final step (completed, discontinued, canceled)
+    refuses. Through ``step_set_status``, so the event is the same as for HL7 and MPPS."""
+    if new_status not in SPSStatus.values:
+        raise DomainError(f"{new_status!r} is not a Scheduled Procedure Step Status")
+    step = _locked_step(step_id)
+    old = step.status
+    if old == new_status:
+        return step
+    _refuse_final(step, new_status)
+    # The row is locked: the status just read is the one the UPDATE will find.
+    if not step_set_status(step=step, new_status=new_status, expected=[old], current=old):
+        raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
+    audit_record(
+        actor=actor,
+        action="step_change_status",
+        instance=step,
+        before={"status": old},
+        after={"status": new_status},
+    )
+    return step
+
+
+def step_mark_arrived(*, actor: Any, step_id: int) -> ScheduledProcedureStep:
+    return step_change_status(actor=actor, step_id=step_id, new_status=SPSStatus.ARRIVED)
+
+
+def step_cancel(*, actor: Any, step_id: int) -> ScheduledProcedureStep:
+    return step_change_status(actor=actor, step_id=step_id, new_status=SPSStatus.CANCELED)
+
+
+def step_discontinue(*, actor: Any, step_id: int) -> ScheduledProcedureStep:
+    return step_change_status(actor=actor, step_id=step_id, new_status=SPSStatus.DISCONTINUED)
+
+
+@transaction.atomic
+def step_reschedule(
+    *, actor: Any, step_id: int, start: datetime, station_ae_title: str | None = None
+) -> ScheduledProcedureStep:
+    """A new start (and, if given, a new station: its AE title replaces the old ones;
+    ``""`` clears them). The local DA/TM columns follow ``start`` (the model's save)."""
+    if start is None:
+        raise DomainError("a new scheduled start is required")
+    _aware(start)
+    step = _locked_step(step_id)
+    _refuse_final(step, "rescheduled")
+    before = _step_snapshot(step)
+    step.start = start
+    step.save(update_fields=["start", "start_date", "start_time", "updated_at"])
+    if station_ae_title is not None:
+        step.station_ae_titles.exclude(ae_title=station_ae_title).delete()
+        if station_ae_title:
+            step.station_ae_titles.get_or_create(ae_title=station_ae_title)
+    audit_record(
+        actor=actor,
+        action="step_reschedule",
+        instance=step,
+        before=before,
+        after=_step_snapshot(step),
+    )
+    events.publish(events.order_changed, order_id=step.procedure.order_id)
+    return step
+
+
+@transaction.atomic
+def patient_correct(*, actor: Any, patient_pk: int, fields: Mapping[str, Any]) -> Patient:
+    """Correct demographics (name, birth date, sex, ...). The identifier is changed only
+    by ``patient_change_identifier``."""
+    fields = dict(fields)
+    if set(fields) & _PATIENT_IDENTIFIER:
+        raise DomainError("the patient identifier cannot be corrected here")
+    _check_fields(Patient, fields, what="patient")
+    patient = Patient.objects.select_for_update().filter(pk=patient_pk).first()
+    if patient is None:
+        raise DomainError("this patient does not exist")
+    before = _patient_snapshot(patient)
+    if _apply(patient, fields):
+        patient.save()
+        audit_record(
+            actor=actor,
+            action="patient_correct",
+            instance=patient,
+            before=before,
+            after=_patient_snapshot(patient),
+        )
+        events.publish(events.patient_changed, patient_id=patient.pk)
+    return patient
+
+
+@transaction.atomic
+def step_remove(*, actor: Any, step_id: int) -> None:
+    """Take a step out of the worklist (MWL-RS DELETE), keeping the row and its history:
+    a step that is not final becomes CANCELED; a final one is already out of it."""
+    step = _locked_step(step_id)
+    old = step.status
+    if old in FINAL:
+        return
+    if not step_set_status(step=step, new_status=SPSStatus.CANCELED, expected=[old], current=old):
+        raise DomainError(f"Scheduled Procedure Step {step.sps_id} changed meanwhile; try again")
+    audit_record(
+        actor=actor,
+        action="step_remove",
+        instance=step,
+        before={"status": old},
+        after={"status": SPSStatus.CANCELED},
+    )

@@ -1,8 +1,9 @@
 """Hardening of pynetdicom's association server against hostile or broken peers.
 
 Every use of pynetdicom's private internals by the listener's hardening is in this
-module; it was written for pynetdicom ``PYNETDICOM_VERSION`` and the ``broker.E014``
-system check refuses to start with another version. It depends on:
+module; it was written for the pynetdicom release ``core.dicom.net.PYNETDICOM_WRITTEN_FOR``
+names, and the ``broker.E020`` system check (``broker.checks.PRIVATE_API``) refuses to
+start with another. It depends on:
 
 - ``AssociationServer(..., request_handler=...)`` and ``RequestHandler._create_association``
   (transport.py): our handler swaps the class of the association's ``AssociationSocket``
@@ -56,9 +57,11 @@ import pynetdicom
 from pynetdicom import evt
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from core.dicom import net
+
 logger = logging.getLogger(__name__)
 
-PYNETDICOM_VERSION = "3.0.4"
+PYNETDICOM_VERSION = net.PYNETDICOM_WRITTEN_FOR
 
 # The A-ASSOCIATE-RQ and the other non-data PDUs: a proposal of 128 presentation contexts
 # with a dozen transfer syntaxes each is under 64 KiB.
@@ -82,7 +85,8 @@ ABORT_REASON_INVALID_PARAMETER = 0x06
 
 
 def version_matches() -> bool:
-    return str(pynetdicom.__version__) == PYNETDICOM_VERSION
+    found = str(pynetdicom.__version__)
+    return found == PYNETDICOM_VERSION or found.startswith(PYNETDICOM_VERSION + ".")
 
 
 @dataclass(frozen=True)

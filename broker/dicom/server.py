@@ -50,6 +50,12 @@ def handle_echo(event: evt.Event) -> int:
     return status.SUCCESS
 
 
+# The statuses of the Verification SCP (the conformance statement reads this table).
+STATUSES: tuple[status.Returned, ...] = (
+    status.Returned("C-ECHO", status.SUCCESS, "The listener is up (the database is not consulted)"),
+)
+
+
 def _peer(assoc: Any) -> str:
     calling = str(assoc.requestor.ae_title or "").strip()
     primitive = assoc.requestor.primitive

@@ -1,7 +1,7 @@
 """Network-level help for pynetdicom: socket options and fast C-FIND answers.
 
 - TCP settings that remove the delayed-ACK / Nagle stalls from every DIMSE exchange.
-  See ``shared/dicom-latency.md``: a DIMSE message is several small writes, so with
+  A DIMSE message is several small writes, so with
   Nagle on, or with the peer's delayed ACK, each direction can wait ~40 ms. We set
   TCP_NODELAY once on each accepted socket and TCP_QUICKACK before each read (Linux
   resets QUICKACK after every ACK).
@@ -24,6 +24,12 @@ from pynetdicom import evt
 from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.pdu_primitives import P_DATA
+
+# The pynetdicom release (major.minor) whose internals this module and
+# broker/dicom/server.py were written against: the association's DUL socket and queue,
+# ``requestor.maximum_length``, C_FIND_RSP encoding, ``Association._target``. Checked at
+# start-up by ``broker.E020``.
+PYNETDICOM_WRITTEN_FOR = "3.0"
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 

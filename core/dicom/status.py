@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 SUCCESS = 0x0000
 CANCEL = 0xFE00
 PENDING = 0xFF00
@@ -37,3 +39,17 @@ UNABLE_TO_PROCESS_INTERNAL_ERROR = 0xC004
 TOO_MANY_MATCHES = OUT_OF_RESOURCES
 # N-CREATE with an Affected SOP Instance UID that is not a valid UID (PS3.7 C.4).
 INVALID_OBJECT_INSTANCE = 0x0117
+
+
+@dataclass(frozen=True)
+class Returned:
+    """A status one DIMSE service of the broker can return, and what it means there.
+
+    Each service module declares its own (``STATUSES``); the conformance statement is
+    generated from them (``manage.py conformance``).
+    """
+
+    operation: str  # "C-FIND", "N-CREATE", ...
+    code: int
+    meaning: str
+    error_id: int | None = None  # Error ID (0000,0903) sent with it

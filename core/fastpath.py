@@ -1,0 +1,193 @@
+"""The HL7 intake's hot path: INSERTs and SELECTs whose SQL is compiled once.
+
+Why it exists: Django compiles the SQL of every ``save()`` and every queryset anew and has
+no prepared statements. The HL7 intake inserts and reads the same few shapes of row for
+every message (the message log, patient, order, procedure, step, the device registry),
+and on PostgreSQL about a third of its time per message went to compiling those
+statements (README, "HL7 intake"). Here each shape is compiled by Django once and its SQL
+kept; later calls only convert the values and execute.
+
+What it depends on (Django's private API, checked against the version in
+``WRITTEN_FOR`` by the system check ``broker.E020`` at start-up; re-check this module
+before changing that pin):
+
+- ``Model._do_insert(manager, using, fields, returning_fields, raw)``: its signature, and
+  that ``save()`` calls it through ``self``, so an instance attribute can shadow it;
+- ``Manager._insert(objs, fields, returning_fields, using, raw, on_conflict)``;
+- ``django.db.models.sql.InsertQuery(model, on_conflict=...)``, ``insert_values()``, its
+  compiler's ``returning_fields``, ``returning_params``, ``as_sql()`` returning one
+  ``(sql, params)`` pair per row, ``get_converters()`` and ``apply_converters()``;
+- ``SQLCompiler.select`` as ``(col, sql, alias)`` triples after ``as_sql()``, whose
+  ``col.target`` is the model field;
+- ``OnConflict.IGNORE`` compiling to ``ON CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``.
+
+``tests/test_fastpath.py`` checks that the rows written and read here are exactly the
+rows ``Model.save()`` and the ORM write and read, column by column, on both databases.
+Nothing here knows an app: it works on any model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeVar
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, connections, models
+from django.db.models import QuerySet
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
+
+M = TypeVar("M", bound=models.Model)
+
+# The Django release (major.minor) whose private API this module was written against.
+WRITTEN_FOR = "5.2"
+
+
+# INSERT statements built once per (model, backend, columns): Django compiles the SQL of
+# every save(); intake inserts the same few shapes of row all day.
+_INSERT_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> bool:
+    """``instance.save(force_insert=True)``, with the statement's SQL built only once.
+
+    ``save()`` still runs (the models' derived columns: name keys, start date/time;
+    auto_now values; signals); only its INSERT is replaced, by the same SQL, cached.
+    ``ignore_conflicts``: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (``INSERT OR
+    IGNORE`` on SQLite): a row refused for a taken unique key neither raises nor aborts
+    the transaction; returns False then. Only on backends that return columns from an
+    INSERT (PostgreSQL, SQLite >= 3.35); elsewhere Django's own path, unchanged.
+    """
+    inserted = True
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+
+    def do_insert(
+        manager: models.Manager[Any],
+        using: str,
+        fields: list[models.Field[Any, Any]],
+        returning_fields: list[models.Field[Any, Any]],
+        raw: bool,
+    ) -> list[Any]:
+        nonlocal inserted
+        db = connections[using]
+        if not db.features.can_return_columns_from_insert:
+            return list(
+                manager._insert(  # type: ignore[attr-defined]
+                    [instance],
+                    fields=fields,
+                    returning_fields=returning_fields,
+                    using=using,
+                    raw=raw,
+                    on_conflict=on_conflict,
+                )
+            )
+        key = (
+            type(instance),
+            db.vendor,
+            on_conflict,
+            tuple(f.attname for f in fields),
+            tuple(f.attname for f in returning_fields),
+        )
+        sql = _INSERT_SQL.get(key) if not raw else None
+        params: list[Any] | None = None
+        converters: dict[int, Any] = {}
+        compiler = None
+        if sql is not None:
+            values = [f.pre_save(instance, True) for f in fields]
+            if any(hasattr(v, "resolve_expression") for v in values):
+                sql = None  # an expression as a value: Django compiles it
+            else:
+                params = [
+                    f.get_db_prep_save(v, connection=db)
+                    for f, v in zip(fields, values, strict=True)
+                ]
+        if sql is None:
+            query = InsertQuery(type(instance), on_conflict=on_conflict)
+            query.insert_values(fields, [instance], raw=raw)
+            compiler = query.get_compiler(using=using)
+            compiler.returning_fields = returning_fields
+            [(sql, compiled)] = compiler.as_sql()
+            params = list(compiled)
+            table = type(instance)._meta.db_table
+            converters = compiler.get_converters([f.get_col(table) for f in returning_fields])
+            if (
+                not raw
+                and returning_fields
+                and not converters
+                and not compiler.returning_params
+                and sql.count("%s") == len(fields)
+                and not any(hasattr(f, "get_placeholder") for f in fields)
+                and not any(hasattr(v, "as_sql") for v in params)
+            ):
+                _INSERT_SQL[key] = sql
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            if not returning_fields:
+                return []
+            row = cursor.fetchone()  # INSERT ... RETURNING: one row, or none if ignored
+        if row is None:  # nothing returned: the row was not inserted
+            inserted = False
+            return []
+        if converters and compiler is not None:
+            return [tuple(r) for r in compiler.apply_converters([row], converters)]
+        return [tuple(row)]
+
+    # An attribute of this instance shadows Model._do_insert for this save only.
+    setattr(instance, "_do_insert", do_insert)  # noqa: B010
+    try:
+        instance.save(force_insert=True)
+    finally:
+        delattr(instance, "_do_insert")
+    return inserted
+
+
+# SELECTs of whole rows that the intake runs for every message, compiled once per
+# (model, backend, caller's key): (SQL, field names, converters).
+_SELECT_SQL: dict[tuple[Any, ...], tuple[str, list[str], dict[int, Any]]] = {}
+
+
+def select_rows(
+    model: type[M], key: Hashable, params: list[Any], queryset: Callable[[], QuerySet[M]]
+) -> list[M]:
+    """``list(queryset())``, with the query's SQL compiled only once per ``key``.
+
+    ``params`` are the query's parameters in Django's order, computed by the caller; the
+    cached SQL is only kept when they equal Django's own for the first query of this
+    key, and when the query selects exactly the model's concrete fields (no joins,
+    annotations or deferred fields). Otherwise Django runs the query, every time.
+    """
+    db = connection
+    cache_key = (model, db.vendor, key)
+    cached = _SELECT_SQL.get(cache_key)
+    if cached is None:
+        query = queryset()
+        compiler = query.query.get_compiler(using=db.alias)
+        try:
+            sql, django_params = compiler.as_sql()
+        except EmptyResultSet:
+            return []
+        select = [col for col, _, _ in compiler.select]
+        fields = [getattr(col, "target", None) for col in select]
+        concrete = [f.attname for f in model._meta.concrete_fields]
+        if (
+            list(django_params) != params
+            or any(f is None for f in fields)
+            or [f.attname for f in fields if f is not None] != concrete
+        ):
+            return list(query)
+        cached = (sql, concrete, compiler.get_converters(select))
+        _SELECT_SQL[cache_key] = cached
+    sql, field_names, converters = cached
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows: Iterable[Any] = cursor.fetchall()
+    if converters:  # as SQLCompiler.apply_converters, with this thread's connection
+        converted = []
+        for row in rows:
+            values = list(row)
+            for pos, (convs, expression) in converters.items():
+                for convert in convs:
+                    values[pos] = convert(values[pos], expression, db)
+            converted.append(values)
+        rows = converted
+    return [model.from_db(db.alias, field_names, row) for row in rows]

@@ -1,0 +1,70 @@
+"""What an N-CREATE and an N-SET cost in SQL statements, and that the shortcut they take
+(the step's status read with it, not again) still loses no race."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from pydicom.uid import generate_uid
+
+from mpps import services
+from tests.fixtures_mpps import make_step, n_create_dataset, n_set_dataset
+from worklist.models import ScheduledProcedureStep
+from worklist.services import step_set_status
+from worklist.status import SPSStatus
+
+pytestmark = pytest.mark.django_db
+
+# N-CREATE: BEGIN, the MPPS, its references, the steps, the links, the order lock, the
+# performed statuses, the step's UPDATE, COMMIT. It was 14 with the steps read three times
+# and a savepoint around each step's change.
+N_CREATE_MAX_QUERIES = 9
+# N-SET: BEGIN, read, UPDATE with the version, the old series, the new series and its
+# instances, the steps, the order lock, the performed statuses, the step's UPDATE, COMMIT.
+N_SET_MAX_QUERIES = 11
+
+
+def test_an_n_create_and_its_n_set_cost_at_most_nine_and_eleven_queries(settings: Any) -> None:
+    settings.RIS_HL7_HOST = ""  # the outbox adds its own statements when a RIS is set
+    step = make_step()
+    uid = generate_uid()
+    with CaptureQueriesContext(connection) as created:
+        assert services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step)).refusal is None
+    with CaptureQueriesContext(connection) as set_:
+        assert services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset()).refusal is None
+    assert len(created.captured_queries) <= N_CREATE_MAX_QUERIES, created.captured_queries
+    assert len(set_.captured_queries) <= N_SET_MAX_QUERIES, set_.captured_queries
+    step.refresh_from_db()
+    assert step.status == SPSStatus.COMPLETED
+
+
+def test_a_step_that_moved_on_after_it_was_read_is_decided_on_again() -> None:
+    """The step was read SCHEDULED with the MPPS; it became ARRIVED before the UPDATE (a
+    front-desk change): the UPDATE from SCHEDULED misses, the step is read again, and
+    ARRIVED -> STARTED still applies."""
+    step = make_step()
+    ScheduledProcedureStep.objects.filter(pk=step.pk).update(status=SPSStatus.ARRIVED)
+    assert step_set_status(
+        step=step,
+        new_status=SPSStatus.STARTED,
+        expected=(SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY),
+        current=SPSStatus.SCHEDULED,  # stale
+    )
+    step.refresh_from_db()
+    assert step.status == SPSStatus.STARTED
+
+
+def test_a_step_canceled_after_it_was_read_is_not_started() -> None:
+    step = make_step()
+    ScheduledProcedureStep.objects.filter(pk=step.pk).update(status=SPSStatus.CANCELED)
+    assert not step_set_status(
+        step=step,
+        new_status=SPSStatus.STARTED,
+        expected=(SPSStatus.SCHEDULED, SPSStatus.ARRIVED, SPSStatus.READY),
+        current=SPSStatus.SCHEDULED,  # stale
+    )
+    step.refresh_from_db()
+    assert step.status == SPSStatus.CANCELED
