@@ -13,9 +13,13 @@ import http.cookiejar
 import logging
 import re
 import signal
+import socket
+import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from broker.logfilters import WITHHELD, WithholdValues
+from core.mllp import END, START, FrameDecoder
 from tests.hl7_messages import adt, orm, pid
 from tests.scu import keep_responses
 from tests.test_serve import Running, hl7_exchange, manage, serve_env, start_serve
@@ -39,10 +44,63 @@ CANARY = f"ZZCANARY{uuid.uuid4().hex[:8].upper()}"
 CANARY_ID = f"CAN{uuid.uuid4().hex[:8].upper()}"
 
 
+class CanaryRIS(threading.Thread):
+    """A RIS that refuses every status message with the canary in its error text."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.received = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                decoder = FrameDecoder(max_size=1 << 20)
+                try:
+                    while True:
+                        data = conn.recv(65536)
+                        if not data:
+                            break
+                        for frame in decoder.feed(data):
+                            if not isinstance(frame, bytes):
+                                continue
+                            self.received += 1
+                            control = frame.split(b"\r")[0].split(b"|")[9]
+                            ack = (
+                                b"MSH|^~\\&|RIS|HOSP|WORKLIST|BROKER|20261125||ACK|R1|P|2.3.1\r"
+                                b"MSA|AE|"
+                                + control
+                                + b"|patient "
+                                + CANARY.encode()
+                                + b" unknown\r"
+                                b"ERR|^^^207&" + CANARY.encode() + b"\r"
+                            )
+                            conn.sendall(START + ack + END)
+                except OSError:
+                    continue
+
+
 @pytest.fixture
-def serve_with_admin(serve_env: dict[str, str]) -> Iterator[Running]:
+def canary_ris() -> Iterator[CanaryRIS]:
+    ris = CanaryRIS()
+    ris.start()
+    yield ris
+    ris.server.close()
+
+
+@pytest.fixture
+def serve_with_admin(serve_env: dict[str, str], canary_ris: CanaryRIS) -> Iterator[Running]:
     env = {
         **serve_env,
+        "RIS_HL7_HOST": "127.0.0.1",
+        "RIS_HL7_PORT": str(canary_ris.port),
+        "RIS_HL7_RETRY_DELAY": "0.2",
+        "RIS_HL7_MAX_ATTEMPTS": "2",
         "LOG_LEVEL": "INFO",
         "DJANGO_SUPERUSER_USERNAME": "admin",
         "DJANGO_SUPERUSER_PASSWORD": "canary-test-pw-1",
@@ -107,9 +165,37 @@ def dicom(running: Running) -> None:
         mpps.PerformedProcedureStepStatus = "IN PROGRESS"
         mpps.PerformedProcedureStepID = "CANPPS"
         mpps.PerformedSeriesSequence = []
-        mpps.ScheduledStepAttributesSequence = []
+        for keyword in (
+            "ProcedureCodeSequence",
+            "ReferencedPatientSequence",
+            "PerformedProtocolCodeSequence",
+        ):
+            setattr(mpps, keyword, [])
+        for keyword in (
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyID",
+            "PerformedStationName",
+            "PerformedLocation",
+            "PerformedProcedureStepEndDate",
+            "PerformedProcedureStepEndTime",
+            "PerformedProcedureStepDescription",
+            "PerformedProcedureTypeDescription",
+        ):
+            setattr(mpps, keyword, "")
+        # The step the order CAN1 scheduled: the MPPS links to it, and the RIS is told.
+        item = Dataset()
+        item.StudyInstanceUID = f"1.2.826.0.1.99.{zlib.crc32(b'ACC1')}.1"
+        item.AccessionNumber = "ACC1"
+        item.RequestedProcedureID = "RP1"
+        item.ScheduledProcedureStepID = "SPS1"
+        item.ReferencedStudySequence = []
+        item.RequestedProcedureDescription = ""
+        item.ScheduledProcedureStepDescription = ""
+        item.ScheduledProtocolCodeSequence = []
+        mpps.ScheduledStepAttributesSequence = [item]
         status, _ = assoc.send_n_create(mpps, ModalityPerformedProcedureStep, generate_uid())
-        assert status is not None
+        assert status is not None and int(status.Status) in (0x0000, 0x0116, 0xB300), status
     finally:
         assoc.release()
 
@@ -148,11 +234,18 @@ def web(running: Running) -> None:
     opener.open(f"{base}/api/v1/steps/?patient_name={CANARY}", timeout=20).read()
 
 
-def test_the_canary_never_appears_in_any_log_line(serve_with_admin: Running) -> None:
+def test_the_canary_never_appears_in_any_log_line(
+    serve_with_admin: Running, canary_ris: CanaryRIS
+) -> None:
     running = serve_with_admin
     send_hl7(running)
     dicom(running)
     web(running)
+    # The worker sent the IP status, was refused (canary in the RIS's text) and retried.
+    deadline = time.monotonic() + 60
+    while canary_ris.received < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert canary_ris.received >= 2
     running.process.send_signal(signal.SIGTERM)
     lines = running.wait_for_line("Broker stopped.", timeout=60)
     text = "".join(lines)
@@ -160,6 +253,7 @@ def test_the_canary_never_appears_in_any_log_line(serve_with_admin: Running) -> 
     assert "HL7 ORM^O01 CAN1" in text, text[-3000:]
     assert "DICOM association" in text
     assert '"GET /admin/worklist/patient/" 200' in text
+    assert "not accepted (AE)" in text
     # ... and hold neither the name nor the ID, in any process's output.
     leaks = [line for line in lines if CANARY in line or CANARY_ID in line]
     assert leaks == []
