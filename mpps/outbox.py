@@ -121,6 +121,19 @@ def order_status_follow(order_ids: Iterable[int], *, mpps_id: int | None = None)
         _send_after_commit(order.pk)
 
 
+@transaction.atomic
+def step_order_follow(step_id: int) -> None:
+    """Queue the status of the order of ``step_id`` for the RIS, if it changed (a step
+    made final by the front desk, the API or HL7 can finish a performed order)."""
+    order_id = (
+        ScheduledProcedureStep.objects.filter(pk=step_id)
+        .values_list("procedure__order_id", flat=True)
+        .first()
+    )
+    if order_id is not None:
+        order_status_follow([order_id])
+
+
 # The worker task that calls :func:`order_send` (``mpps.tasks`` registers it under this
 # name). Queued by name, so that this module need not import the tasks that import it.
 SEND_TASK = "mpps.tasks.ris_order_send"
