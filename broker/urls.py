@@ -9,6 +9,7 @@ from broker import views
 
 urlpatterns = [
     path("health/", views.health, name="health"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # The REST API: each app's own routes (worklist/api.py, mpps/api.py, hl7v2/api.py).
     path("api/v1/", include("worklist.api")),
