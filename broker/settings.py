@@ -403,6 +403,14 @@ METRICS_DIR = Path(_cfg.string("METRICS_DIR", str(VAR_DIR / "metrics")))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
+# --- benchmark aids (issue 17) ---------------------------------------------------------
+# The DICOM listener's socket options (core.dicom.net.tune_socket): "nodelay+quickack"
+# (the default), "nodelay", or "off". Only for measuring what they are worth
+# (bench/socket_options.py); never turn them off in service.
+DICOM_TCP_TUNING = _cfg.choice(
+    "DICOM_TCP_TUNING", "nodelay+quickack", ("nodelay+quickack", "nodelay", "off")
+)
+
 # --- logging -------------------------------------------------------------------------
 LOG_LEVEL = _cfg.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {
