@@ -299,9 +299,15 @@ def _close_db(**_: object) -> None:
 def memory_broker() -> Iterator[Any]:
     """The Celery app on an in-memory broker for these tests: no task they queue reaches a
     shared queue that another test run or a running broker might consume."""
+    import os
+
     from broker.celery import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
+    # Celery prefers this variable to its configuration (CI's PostgreSQL + Redis run sets
+    # it): without dropping it, the tests' tasks would go to that shared Redis queue, where
+    # another test process's worker could take them.
+    saved_url = os.environ.pop("CELERY_BROKER_URL", None)
     app.conf.update(broker_url="memory://", broker_transport_options={"polling_interval": 0.05})
     _reset_pools(app)
     try:
@@ -309,6 +315,8 @@ def memory_broker() -> Iterator[Any]:
     finally:
         with contextlib.suppress(Exception):
             app.control.purge()
+        if saved_url is not None:
+            os.environ["CELERY_BROKER_URL"] = saved_url
         app.conf.update(saved)
         _reset_pools(app)
 

@@ -229,7 +229,7 @@ def test_a_repeated_message_is_stored_but_not_applied_twice(
     status_events: list[dict[str, Any]],
 ) -> None:
     send(orm(control_id="R1"))
-    send(orm(control_id="R1", obr={24: "MR"}))
+    send(orm(control_id="R1"))
     assert ScheduledProcedureStep.objects.get().modality == "CT"
     assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
         Outcome.ACCEPTED,

@@ -108,7 +108,10 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
         for _element in identifier.iterall():
             pass
     except Exception as exc:
-        logger.warning("C-FIND from %s: identifier cannot be decoded: %s", calling_ae, exc)
+        # The kind only: the text may quote the value that could not be read.
+        logger.warning(
+            "C-FIND from %s: identifier cannot be decoded (%s)", calling_ae, type(exc).__name__
+        )
         yield (
             failure(status.UNABLE_TO_PROCESS_UNDECODABLE_IDENTIFIER, "Cannot decode identifier"),
             None,
