@@ -282,3 +282,7 @@ def test_the_shortest_message_is_an_msh_with_its_delimiters() -> None:
     assert [s.name for s in message.segments] == ["MSH"]
     assert message.delimiters == D
     assert message.msh.raw(2) == "^~\\&"
+
+
+def test_an_msh_of_just_its_delimiters_keeps_its_own() -> None:
+    assert parse("MSH#!@$%").delimiters == Delimiters("#", "!", "@", "$", "%")
