@@ -63,6 +63,10 @@ def serve_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "BROKER_DICOM_PORT": str(get_free_port()),
             "BROKER_HL7_PORT": str(get_free_port()),
             "PYTHONUNBUFFERED": "1",
+            # Not the test process's own folder (broker.settings put it in os.environ):
+            # serve empties it at start, and would delete this process's live metrics
+            # files (suspected in one random-order failure of the metrics test).
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         }
     )
     url = env.get("DATABASE_URL", "")
