@@ -139,6 +139,35 @@ RIS_HL7_MAX_ATTEMPTS = _cfg.integer("RIS_HL7_MAX_ATTEMPTS", 50, minimum=1)
 # prefix is the default; a site with its own root sets it.
 BROKER_UID_ROOT = _cfg.string("BROKER_UID_ROOT", "1.2.826.0.1.3680043.8.498.")
 
+# --- routing of completed studies (routing/) ------------------------------------------
+# Received instances are kept here until every job that needs them is finished and
+# ROUTING_RETENTION_HOURS have passed.
+# Empty: spool/ under BROKER_VAR_DIR.
+_spool_dir = _cfg.string("ROUTING_SPOOL_DIR", "")
+ROUTING_SPOOL_DIR = Path(_spool_dir) if _spool_dir else VAR_DIR / "spool"
+# Flush each received file to disk before answering success. Off, a power cut can lose
+# instances already acknowledged; on, each instance waits for the disk (5-15 ms here).
+ROUTING_SPOOL_FSYNC = _cfg.boolean("ROUTING_SPOOL_FSYNC", True)
+# A study with no MPPS in progress is routed once no instance arrived for this long.
+ROUTING_STABLE_SECONDS = _cfg.number("ROUTING_STABLE_SECONDS", 120.0, minimum=0.0)
+# After a final MPPS, how long to wait for the instances it lists before routing what is
+# there (the jobs are then WARNING, with the missing instance UIDs).
+ROUTING_COMPLETENESS_TIMEOUT = _cfg.number("ROUTING_COMPLETENESS_TIMEOUT", 600.0, minimum=0.0)
+# Retries of failed instances: the wait doubles from ROUTING_RETRY_DELAY up to
+# ROUTING_RETRY_MAX_DELAY; after ROUTING_MAX_ATTEMPTS the job is FAILED.
+ROUTING_RETRY_DELAY = _cfg.number("ROUTING_RETRY_DELAY", 30.0, minimum=0.0)
+ROUTING_RETRY_MAX_DELAY = _cfg.number("ROUTING_RETRY_MAX_DELAY", 1800.0, minimum=0.0)
+ROUTING_MAX_ATTEMPTS = _cfg.integer("ROUTING_MAX_ATTEMPTS", 10, minimum=1)
+ROUTING_RETENTION_HOURS = _cfg.number("ROUTING_RETENTION_HOURS", 72.0, minimum=0.0)
+# A worker holds a job it sends for this long (renewed while it sends); a job whose
+# worker died is taken by another one after it.
+ROUTING_LEASE_SECONDS = _cfg.number("ROUTING_LEASE_SECONDS", 120.0, minimum=1.0)
+# How often Celery beat runs the routing checks (completeness, quiet period, due retries,
+# expired leases, spool clean-up).
+ROUTING_TICK_SECONDS = _cfg.number("ROUTING_TICK_SECONDS", 5.0, minimum=0.1)
+# Seconds to wait for a destination to answer (connect, association, each response).
+ROUTING_TIMEOUT = _cfg.number("ROUTING_TIMEOUT", 30.0, minimum=0.1)
+
 # --- Django --------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -159,6 +188,8 @@ INSTALLED_APPS = [
     "worklist",
     "hl7v2",
     "mpps",
+    "routing",
+    "frontdesk",
 ]
 
 MIDDLEWARE = [
@@ -223,7 +254,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# --- staff pages (frontdesk) ----------------------------------------------------------
+# Every page but /health/ needs a login; the sign-in page is Django's own login view.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Seconds between two refreshes of the procedure board (htmx polls a fragment).
+BOARD_REFRESH_SECONDS = _cfg.number("BOARD_REFRESH_SECONDS", 2.0, minimum=0.5)
 
 # --- login rate limiting (django-axes) -------------------------------------------------
 # After AXES_FAILURE_LIMIT failed logins of one username from one address, that pair is
@@ -245,7 +282,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Where collectstatic puts the pages' CSS and JS for whitenoise to serve (the Docker
+# image collects them at build time into its own folder, outside the data volume).
+STATIC_ROOT = Path(_cfg.string("BROKER_STATIC_ROOT", str(VAR_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -322,7 +361,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 # --- Celery beat ---------------------------------------------------------------------
 # Periodic tasks (``celery -A broker beat``, started by ``manage.py serve``). A plain
 # dict: each app adds its own entries. The schedule file lives under BROKER_VAR_DIR.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "routing-tick": {"task": "routing.tick", "schedule": ROUTING_TICK_SECONDS},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- self-healing, health and metrics (reliability) ----------------------------------
@@ -361,6 +402,14 @@ METRICS_TOKEN = _cfg.string("METRICS_TOKEN", "")
 METRICS_DIR = Path(_cfg.string("METRICS_DIR", str(VAR_DIR / "metrics")))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+# --- benchmark aids (issue 17) ---------------------------------------------------------
+# The DICOM listener's socket options (core.dicom.net.tune_socket): "nodelay+quickack"
+# (the default), "nodelay", or "off". Only for measuring what they are worth
+# (bench/socket_options.py); never turn them off in service.
+DICOM_TCP_TUNING = _cfg.choice(
+    "DICOM_TCP_TUNING", "nodelay+quickack", ("nodelay+quickack", "nodelay", "off")
+)
 
 # --- logging -------------------------------------------------------------------------
 LOG_LEVEL = _cfg.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -6,6 +6,8 @@ serves as SCP) and ``handlers()`` (``(event, handler)`` pairs):
 - Verification (C-ECHO): here.
 - Modality Worklist C-FIND: ``worklist.dimse``.
 - Modality Performed Procedure Step N-CREATE / N-SET: ``mpps.dimse``.
+- Storage C-STORE (received for routing): ``routing.dimse``; a module may name its own
+  ``TRANSFER_SYNTAXES``.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from broker import metrics
 from broker.dicom import guard
 from core.dicom import outcome, status, workers
-from core.dicom.net import tune_socket
+from core.dicom.net import CheapCopyContexts, tune_socket
 from mpps import dimse as mpps_dimse
+from routing import dimse as routing_dimse
 from worklist import dimse as worklist_dimse
 from worklist.models import Device
 
@@ -171,7 +174,7 @@ def handle_conn_open(event: evt.Event) -> None:
 
 
 def service_modules() -> list[Any]:
-    return [worklist_dimse, mpps_dimse]
+    return [worklist_dimse, mpps_dimse, routing_dimse]
 
 
 def handlers() -> list[Any]:
@@ -190,8 +193,9 @@ def build_ae() -> AE:
     ae = AE(ae_title=settings.BROKER_AE_TITLE)
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
     for module in service_modules():
+        syntaxes = getattr(module, "TRANSFER_SYNTAXES", TRANSFER_SYNTAXES)
         for uid in module.SOP_CLASSES:
-            ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+            ae.add_supported_context(uid, syntaxes)
     # Associations addressed to another called AE title are rejected.
     ae.require_called_aet = True
     # DICOM_MAX_ASSOCIATIONS is enforced by the guard when an association request
@@ -252,6 +256,7 @@ def start(host: str, port: int, *, block: bool) -> guard.GuardedServer | None:
             limits(),
             evt_handlers=handlers(),
             ssl_context=tls_context(),
+            contexts=CheapCopyContexts(ae.supported_contexts),
         )
     except BaseException:
         db_workers.close()
