@@ -726,6 +726,8 @@ def ihe_transactions() -> str:
     sop = {str(cx.abstract_syntax) for cx in default_ae().supported_contexts}
     messages = sorted(f"{kind}^{event}" for kind, event in mapping.SUPPORTED)
     storage = sorted(u for u in sop if u.startswith("1.2.840.10008.5.1.4.1.1."))
+    scu = scu_sop_classes()
+    scu_storage = sorted(u for u in scu if u.startswith("1.2.840.10008.5.1.4.1.1."))
 
     def adt(events: Sequence[str]) -> list[str]:
         return [m for m in messages if m.startswith("ADT^") and m[4:] in events]
@@ -778,9 +780,19 @@ def ihe_transactions() -> str:
             f"Storage SCP, {len(storage)} SOP classes" if storage else "",
         ),
         row(
+            "RAD-8 Modality Images Stored, forwarded",
+            "sender, to the routing destinations (as a modality sends to an Image Archive)",
+            f"Storage SCU, {len(scu_storage)} SOP classes" if scu_storage else "",
+        ),
+        row(
             "RAD-10 Storage Commitment",
             "responder (Image Manager)",
             "Storage Commitment Push Model SCP" if STORAGE_COMMITMENT in sop else "",
+        ),
+        row(
+            "RAD-10 Storage Commitment, for forwarded studies",
+            "requester, to destinations that require it",
+            "Storage Commitment Push Model SCU" if STORAGE_COMMITMENT in scu else "",
         ),
         row("Other ADT events accepted (outside Scheduled Workflow)", "receiver", other_adt),
     ]
