@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint setup migrate system-deps clean
+.PHONY: run test lint setup migrate system-deps browser-deps clean mutate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -41,7 +41,19 @@ system-deps:
 		fi; \
 	fi
 
-test: migrate system-deps
+# Debian's chromium runs the browser tests (Playwright drives it; its own browser
+# download does not work here).
+browser-deps:
+	@if ! test -x /usr/bin/chromium; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "error: the browser tests need chromium. Install it with: sudo apt-get install chromium"; exit 1; \
+		fi; \
+	fi
+
+test: migrate system-deps browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -50,5 +62,17 @@ lint: setup
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
 
+# Mutation testing of the pure modules (docs/testing.md); not part of CI. CPU-heavy: one
+# module at a time, one worker (MUTATE_JOBS); e.g. `make mutate MUTATE=mpps.rules`.
+MUTATE ?= mpps.rules mpps.validation hl7v2.parser worklist.matching worklist.responses hl7v2.mapping
+MUTATE_JOBS ?= 1
+mutate: setup
+	rm -rf mutants
+	@for module in $(MUTATE); do \
+		echo "=== mutmut: $$module"; \
+		env -u DATABASE_URL -u CELERY_BROKER_URL SECRET_KEY=mutation-testing-only $(BIN)/mutmut run --max-children $(MUTATE_JOBS) "$$module.*" || exit 1; \
+	done
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var mutants

@@ -8,7 +8,7 @@ change a role here, not in the admin. Users get a role by being put in its group
 administrators also need "staff status" to use the admin site.
 
 - Front desk: patients, orders, procedures and steps (view, add, change); view devices
-  and performed steps (the board shows MPPS progress).
+  and performed steps (the board shows MPPS progress); the staff pages.
 - Department lead: view everything (board, turnaround figures, message logs).
 - Integrator: the API (worklist read and write, MPPS and message logs read).
 - Administrator: every permission (devices, rules, message logs, admin actions).
@@ -26,7 +26,7 @@ ADMINISTRATOR = "Administrator"
 ROLES = (FRONT_DESK, DEPARTMENT_LEAD, INTEGRATOR, ADMINISTRATOR)
 
 # The apps whose data the roles are about (not Django's own: users, groups, sessions).
-DOMAIN_APPS = ("worklist", "mpps", "hl7v2", "routing", "audit", "broker")
+DOMAIN_APPS = ("worklist", "mpps", "hl7v2", "routing", "audit", "broker", "frontdesk")
 _SCHEDULING = ("patient", "order", "requestedprocedure", "scheduledprocedurestep", "stationaetitle")
 
 
@@ -36,7 +36,14 @@ def _edit(models: Iterable[str]) -> set[str]:
 
 _GRANTS: dict[str, set[str]] = {
     FRONT_DESK: _edit(_SCHEDULING)
-    | {"worklist.view_device", "mpps.view_performedprocedurestep", "mpps.view_steplink"},
+    | {
+        "worklist.view_device",
+        "mpps.view_performedprocedurestep",
+        "mpps.view_steplink",
+        # The staff pages (front desk, board); integrators hold the same model
+        # permissions for the API only, and not this one.
+        "frontdesk.view_pages",
+    },
     INTEGRATOR: _edit(_SCHEDULING)
     | {
         "worklist.view_device",

@@ -233,13 +233,14 @@ def _record(
         )
     elif attempts >= settings.RIS_HL7_MAX_ATTEMPTS:
         fields |= {"state": OutboundState.FAILED, "last_error": delivery.error}
+        # The outcome only: the RIS's error text may quote patient data (it is kept
+        # with the attempt, in the admin).
         logger.error(
-            "RIS status %s for order %s failed %d times, giving up: %s %s",
+            "RIS status %s for order %s failed %d times, giving up: %s",
             message.order_status,
             message.order_id,
             attempts,
             delivery.outcome,
-            delivery.error,
         )
     else:
         retry_in = backoff(attempts)
@@ -248,11 +249,10 @@ def _record(
             "next_attempt_at": finished + dt.timedelta(seconds=retry_in),
         }
         logger.warning(
-            "RIS status %s for order %s not accepted (%s %s), retry in %.1f s",
+            "RIS status %s for order %s not accepted (%s), retry in %.1f s",
             message.order_status,
             message.order_id,
             delivery.outcome,
-            delivery.error,
             retry_in,
         )
     OutboundMessage.objects.filter(pk=message.pk).update(**fields)

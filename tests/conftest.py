@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures_hl7",
     "tests.fixtures_mpps",
     "tests.fixtures_routing",
+    "tests.fixtures_pages",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import socket
 import threading
 import time
@@ -325,6 +326,10 @@ def task_worker(memory_broker: Any) -> Iterator[Any]:
     """A real Celery worker in a thread, running the real tasks (one per test module:
     stopping it takes seconds)."""
     task_postrun.connect(_close_db, weak=False)
+    # start_worker sets up Celery's logging, which leaves the root logger at ERROR: every
+    # later test that reads its log (caplog) would then see nothing. Put it back.
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
     try:
         with start_worker(
             memory_broker, pool="solo", perform_ping_check=False, shutdown_timeout=10
@@ -332,6 +337,8 @@ def task_worker(memory_broker: Any) -> Iterator[Any]:
             yield worker
     finally:
         task_postrun.disconnect(_close_db)
+        root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 def _reset_pools(app: Any) -> None:

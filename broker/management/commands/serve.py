@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from core.listeners import ensure_port_free
 
 STOP_TIMEOUT = 15.0
+COLD_AFTER = 4.0  # seconds before STOP_TIMEOUT at which a worker still busy gets SIGQUIT
 READY_TIMEOUT = 60.0
 
 
@@ -75,10 +76,23 @@ class Command(BaseCommand):
                     f"{host}:{settings.BROKER_HTTP_PORT}",
                     "--workers",
                     str(settings.BROKER_HTTP_WORKERS),
-                    "--access-logfile",
-                    "-",
+                    *(
+                        [
+                            "--access-logfile",
+                            "-",
+                            "--access-logformat",
+                            settings.HTTP_ACCESS_LOG_FORMAT,
+                            "--logger-class",
+                            "broker.httplog.AccessLogger",
+                        ]
+                        if settings.HTTP_ACCESS_LOG
+                        else []
+                    ),
                     "--log-level",
                     "warning",
+                    # Within STOP_TIMEOUT: requests in progress get this long to finish.
+                    "--graceful-timeout",
+                    str(int(STOP_TIMEOUT / 2)),
                 ],
                 settings.BROKER_HTTP_PORT,
                 f"HTTP   http://{host}:{settings.BROKER_HTTP_PORT}/ (admin /admin/, API /api/v1/, health /health/)",
@@ -149,6 +163,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
+        _empty_metrics_dir()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env["BROKER_SUPERVISED"] = "1"
@@ -197,16 +212,44 @@ class Command(BaseCommand):
                 raise CommandError(f"the {part.name} process exited with code {code}")
 
     def _stop(self, parts: list[Part]) -> None:
-        running = [p.process for p in parts if p.process and p.process.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
+        """SIGTERM to every part; each stops within STOP_TIMEOUT on its own.
+
+        The listeners close idle connections and finish the message or query in hand;
+        gunicorn gets half of STOP_TIMEOUT for requests in progress. A Celery worker's
+        warm shutdown waits for its tasks: if one is still running with COLD_AFTER left,
+        SIGQUIT makes it stop at once (the task, acknowledged late, is run again by the
+        next worker). SIGKILL only if a part still has not stopped, and it is reported.
+        """
+        running = [p for p in parts if p.process and p.process.poll() is None]
+        for part in running:
+            assert part.process is not None
+            part.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        for process in running:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        cold = deadline - COLD_AFTER
+        while time.monotonic() < deadline and any(
+            p.process and p.process.poll() is None for p in running
+        ):
+            if time.monotonic() >= cold:
+                for part in running:
+                    if part.name == "worker" and part.process and part.process.poll() is None:
+                        part.process.send_signal(signal.SIGQUIT)
+                cold = deadline + 1
+            time.sleep(0.05)
+        for part in running:
+            assert part.process is not None
+            if part.process.poll() is None:
+                self.stderr.write(
+                    f"error: the {part.name} process did not stop within {STOP_TIMEOUT:.0f} s; killed"
+                )
+                part.process.kill()
+                part.process.wait()
+
+
+def _empty_metrics_dir() -> None:
+    """prometheus-client's multiprocess files of an earlier run (see broker.metrics)."""
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", settings.METRICS_DIR))
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
 
 
 def _accepts(host: str, port: int) -> bool:
