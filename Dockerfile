@@ -13,7 +13,7 @@ RUN pip install --no-cache-dir . \
     && SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v 0 \
     && test -f /app/static/frontdesk/htmx.min.js \
     && useradd --system --home /var/lib/broker broker \
-    && mkdir -p /var/lib/broker && chown -R broker /var/lib/broker
+    && mkdir -p /var/lib/broker/spool && chown -R broker /var/lib/broker
 USER broker
 EXPOSE 8000 11112 2575
 CMD ["gunicorn", "broker.wsgi:application", "--bind", "0.0.0.0:8000"]

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint setup migrate system-deps browser-deps clean
+.PHONY: run test lint setup migrate system-deps browser-deps clean mutate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -62,5 +62,17 @@ lint: setup
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
 
+# Mutation testing of the pure modules (docs/testing.md); not part of CI. CPU-heavy: one
+# module at a time, one worker (MUTATE_JOBS); e.g. `make mutate MUTATE=mpps.rules`.
+MUTATE ?= mpps.rules mpps.validation hl7v2.parser worklist.matching worklist.responses hl7v2.mapping
+MUTATE_JOBS ?= 1
+mutate: setup
+	rm -rf mutants
+	@for module in $(MUTATE); do \
+		echo "=== mutmut: $$module"; \
+		env -u DATABASE_URL -u CELERY_BROKER_URL SECRET_KEY=mutation-testing-only $(BIN)/mutmut run --max-children $(MUTATE_JOBS) "$$module.*" || exit 1; \
+	done
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var mutants

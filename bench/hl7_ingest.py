@@ -16,6 +16,13 @@ worklist SCP).
         .venv/bin/python bench/hl7_ingest.py -n 4000
 
 Without DATABASE_URL it uses a fresh SQLite file, var/bench_hl7.sqlite3.
+
+``--reference REV`` (a commit, tag or branch) also builds that revision in a git
+worktree, migrates a database of its own and runs its listener; each case is then sent
+to both, alternating which goes first, and the reference's messages/s and the ratio are
+printed under the case:
+
+    .venv/bin/python bench/hl7_ingest.py -n 2000 --reference 4d7091f
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,14 +121,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_listener(port: int, processes: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, LOG_LEVEL="WARNING")
+def start_listener(
+    port: int, processes: int, tree: Path = BASE_DIR, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, LOG_LEVEL="WARNING", **(extra_env or {}))
     process = subprocess.Popen(
         [
-            *(sys.executable, str(BASE_DIR / "manage.py"), "hl7_server"),
+            *(sys.executable, str(tree / "manage.py"), "hl7_server"),
             *("--port", str(port), "--processes", str(processes)),
         ],
         env=env,
+        cwd=tree,
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
@@ -284,9 +295,80 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+class Reference:
+    """The listener of another revision, built in a git worktree, on a database of its own.
+
+    Its own database because its schema may differ: SQLite, a fresh
+    var/bench_hl7_ref.sqlite3; PostgreSQL, the DATABASE_URL's database name + "_ref"
+    (created if missing). The worktree and the listener go at the end.
+    """
+
+    def __init__(self, revision: str, processes: int) -> None:
+        self.tree = Path(tempfile.mkdtemp(prefix="bench-hl7-ref-"))
+        subprocess.run(
+            ["git", "-C", str(BASE_DIR), "worktree", "add", "--detach", str(self.tree), revision],
+            check=True,
+            capture_output=True,
+        )
+        self.commit = subprocess.run(
+            ["git", "-C", str(self.tree), "rev-parse", "--short", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        self.env = {"DATABASE_URL": self._database_url(), "BROKER_VAR_DIR": str(self.tree / "var")}
+        self.env["SECRET_KEY"] = os.environ.get("SECRET_KEY", "bench-reference-only")
+        subprocess.run(
+            [sys.executable, str(self.tree / "manage.py"), "migrate", "--no-input", "-v", "0"],
+            check=True,
+            cwd=self.tree,
+            env=dict(os.environ, **self.env),
+        )
+        self.port = free_port()
+        self.process = start_listener(self.port, processes, self.tree, self.env)
+
+    def _database_url(self) -> str:
+        url = os.environ["DATABASE_URL"]
+        if url.startswith("sqlite"):
+            path = BASE_DIR / "var" / "bench_hl7_ref.sqlite3"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return f"sqlite:///{path}"
+        from django.db import connection
+
+        name = f"{connection.settings_dict['NAME']}_ref"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            exists = cursor.fetchone() is not None
+        if exists:
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE "{name}"')
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        return url.rsplit("/", 1)[0] + "/" + name
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        subprocess.run(
+            ["git", "-C", str(BASE_DIR), "worktree", "remove", "--force", str(self.tree)],
+            check=False,
+            capture_output=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--messages", type=int, default=2000, help="per connection count")
+    parser.add_argument(
+        "-n",
+        "--messages",
+        type=int,
+        default=2000,
+        help="messages per case, shared out over its connections (default 2000)",
+    )
     parser.add_argument("--connections", default="1,8", help="comma-separated, default 1,8")
     parser.add_argument("--target", help="host:port of a running listener (default: start one)")
     parser.add_argument("--dicom", help="host:port of the worklist SCP: visibility by C-FIND")
@@ -295,7 +377,13 @@ def main() -> None:
     parser.add_argument(
         "--server-processes", type=int, default=1, help="hl7_server --processes (PostgreSQL)"
     )
+    parser.add_argument(
+        "--reference",
+        help="a git revision to compare with: built in a worktree, run alternately, msg/s only",
+    )
     args = parser.parse_args()
+    if args.reference and args.target:
+        parser.error("--reference starts its own listeners; it cannot be used with --target")
 
     setup_django(fresh_sqlite=args.target is None)
     from django.conf import settings
@@ -311,9 +399,12 @@ def main() -> None:
     visibility = Visibility(args.dicom)
     run_id = secrets.token_hex(2)
     offset = 0
+    reference = Reference(args.reference, args.server_processes) if args.reference else None
     try:
         if args.warmup:
             run(host, port, run_id, offset, args.warmup, 8, visibility, 0)
+            if reference is not None:
+                run("127.0.0.1", reference.port, run_id, offset, args.warmup, 8, visibility, 0)
             offset += args.warmup
         print(
             f"HL7 ingest, ORM^O01 -> scheduled step, database {engine}, "
@@ -326,7 +417,12 @@ def main() -> None:
             f"{'ack p99':>9} {'visible p50':>12} {'visible p99':>12} {'errors':>6} "
             f"{'listener CPU/msg':>16}"
         )
-        for connections in [int(c) for c in args.connections.split(",")]:
+        for case, connections in enumerate(int(c) for c in args.connections.split(",")):
+            reference_rate = None
+            if reference is not None and case % 2 == 0:
+                # The reference first in every other case: neither always runs warmer.
+                reference_rate = _reference_rate(reference, run_id, offset, args, connections)
+                offset += args.messages
             cpu_before = cpu_seconds(process.pid if process else None)
             elapsed, result = run(
                 host,
@@ -350,13 +446,35 @@ def main() -> None:
                 f"{result.errors:>6} "
                 f"{(cpu_seconds(process.pid if process else None) - cpu_before) / args.messages * ms:>14.1f}ms"
             )
+            if reference is not None:
+                if reference_rate is None:
+                    reference_rate = _reference_rate(reference, run_id, offset, args, connections)
+                    offset += args.messages
+                rate = args.messages / elapsed
+                print(
+                    f"{'':>5} reference {reference.commit}: {reference_rate:.0f} msg/s, "
+                    f"ratio {rate / reference_rate:.2f}x"
+                )
     finally:
+        if reference is not None:
+            reference.close()
         if process is not None:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _reference_rate(
+    reference: Reference, run_id: str, offset: int, args: argparse.Namespace, connections: int
+) -> float:
+    elapsed, result = run(
+        "127.0.0.1", reference.port, run_id, offset, args.messages, connections, Visibility(None), 0
+    )
+    if result.errors:
+        print(f"reference: {result.errors} errors")
+    return args.messages / elapsed
 
 
 if __name__ == "__main__":

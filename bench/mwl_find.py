@@ -12,6 +12,10 @@ the same run, against both servers (each a separate process on this machine):
 (b) a broad query (50 days, every station: 10,000 answers) with ``findscu -W``:
     answers per second.
 
+Before timing, both servers must return the same entries for both queries (patient,
+accession, procedure, step, station of each answer), or the script stops. The two are
+then timed alternately, swapping which goes first each round.
+
     .venv/bin/python bench/mwl_find.py
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/broker_bench_mwl .venv/bin/python bench/mwl_find.py
 
@@ -275,10 +279,39 @@ def run_findscu(port: int, called: str, values: dict[str, str], out: Path | None
     return time.perf_counter() - started
 
 
-def count_answers(port: int, called: str, values: dict[str, str]) -> int:
+def answer_keys(port: int, called: str, values: dict[str, str]) -> list[tuple[str, ...]]:
+    """What identifies each answer: patient, accession, procedure, step (sorted)."""
+    from pydicom import dcmread
+
+    keys = []
     with tempfile.TemporaryDirectory() as out:
         run_findscu(port, called, values, Path(out))
-        return len(list(Path(out).glob("rsp*.dcm")))
+        for path in Path(out).glob("rsp*.dcm"):
+            ds = dcmread(path)
+            sps = ds.ScheduledProcedureStepSequence[0]
+            keys.append(
+                (
+                    str(ds.PatientID),
+                    str(ds.AccessionNumber),
+                    str(ds.RequestedProcedureID),
+                    str(sps.ScheduledProcedureStepID),
+                    str(sps.ScheduledStationAETitle),
+                )
+            )
+    return sorted(keys)
+
+
+def same_entries(servers: list[tuple[str, int, str]], values: dict[str, str], what: str) -> int:
+    """Both servers must answer with the same entries; returns how many."""
+    (name_a, port_a, called_a), (name_b, port_b, called_b) = servers
+    a, b = answer_keys(port_a, called_a, values), answer_keys(port_b, called_b, values)
+    if a != b:
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise SystemExit(
+            f"{what}: {name_a} gave {len(a)} answers, {name_b} {len(b)}; only {name_a}: "
+            f"{only_a[:3]}, only {name_b}: {only_b[:3]}"
+        )
+    return len(a)
 
 
 def pynetdicom_queries(port: int, called: str, values: dict[str, str], runs: int) -> list[float]:
@@ -422,33 +455,53 @@ def measure(size: int, wl_root: Path, today: date, args: argparse.Namespace) -> 
     ae = settings.BROKER_AE_TITLE
     typical, broad = typical_values(today), broad_values(today)
     wlm_runs = args.wlm_runs if size <= 10000 else args.wlm_runs_large
+    servers = [("broker", broker_port, ae), ("wlmscpfs", wlm_port, WLM_AE)]
+    runs = {
+        "broker": (args.findscu_runs, args.assoc_runs, args.broad_runs),
+        "wlmscpfs": (wlm_runs, wlm_runs, min(args.broad_runs, wlm_runs)),
+    }
     out: dict[str, Any] = {"size": size}
+    times: dict[str, dict[str, list[float]]] = {
+        name: {"process": [], "assoc": [], "broad": []} for name, _, _ in servers
+    }
     try:
-        for name, port, called in (("broker", broker_port, ae), ("wlmscpfs", wlm_port, WLM_AE)):
-            answers = count_answers(port, called, typical)
-            broad_answers = count_answers(port, called, broad)
-            runs = args.findscu_runs if name == "broker" else wlm_runs
-            assoc_runs = args.assoc_runs if name == "broker" else wlm_runs
-            process_times = [run_findscu(port, called, typical) for _ in range(runs)]
-            assoc_times = pynetdicom_queries(port, called, typical, assoc_runs)
-            broad_runs = args.broad_runs if name == "broker" else min(args.broad_runs, wlm_runs)
-            broad_times = [run_findscu(port, called, broad) for _ in range(broad_runs)]
+        # The same entries from both, or the comparison means nothing.
+        answers = same_entries(servers, typical, "typical query")
+        broad_answers = same_entries(servers, broad, "broad query")
+        print(f"both servers: the same {answers} and {broad_answers} entries")
+        # Alternate the two, swapping who goes first each round, so that neither always
+        # runs on a warmer (or busier) machine.
+        for kind, index in (("process", 0), ("assoc", 1), ("broad", 2)):
+            rounds = max(r[index] for r in runs.values())
+            for round_ in range(rounds):
+                for name, port, called in servers if round_ % 2 == 0 else servers[::-1]:
+                    if round_ >= runs[name][index]:
+                        continue
+                    if kind == "process":
+                        times[name][kind].append(run_findscu(port, called, typical))
+                    elif kind == "assoc":
+                        times[name][kind] += pynetdicom_queries(port, called, typical, 1)
+                    else:
+                        times[name][kind].append(run_findscu(port, called, broad))
+        for name, _, _ in servers:
+            t = times[name]
             out[name] = {
                 "answers": answers,
-                "process": median_p95(process_times),
-                "assoc": median_p95(assoc_times),
+                "process": median_p95(t["process"]),
+                "assoc": median_p95(t["assoc"]),
                 "broad_answers": broad_answers,
-                "broad_s": statistics.median(broad_times),
+                "broad_s": statistics.median(t["broad"]),
             }
             r = out[name]
             print(
                 f"{name:9} (a) {answers} answers: findscu process median {ms(r['process'][0])} ms, "
-                f"p95 {ms(r['process'][1])} ms ({runs} runs); one association median "
-                f"{ms(r['assoc'][0])} ms, p95 {ms(r['assoc'][1])} ms ({assoc_runs} queries)"
+                f"p95 {ms(r['process'][1])} ms ({len(t['process'])} runs); one association "
+                f"median {ms(r['assoc'][0])} ms, p95 {ms(r['assoc'][1])} ms "
+                f"({len(t['assoc'])} queries)"
             )
             print(
                 f"{'':9} (b) {broad_answers} answers in {r['broad_s']:.2f} s: "
-                f"{broad_answers / r['broad_s']:,.0f} answers/s (median of {broad_runs})"
+                f"{broad_answers / r['broad_s']:,.0f} answers/s (median of {len(t['broad'])})"
             )
     finally:
         for server in (broker, wlm):

@@ -15,7 +15,11 @@ from core.dicom import net
 # (distribution, release written for, the modules that use its private API)
 PRIVATE_API = (
     ("Django", fastpath.WRITTEN_FOR, "core/fastpath.py"),
-    ("pynetdicom", net.PYNETDICOM_WRITTEN_FOR, "core/dicom/net.py and broker/dicom/server.py"),
+    (
+        "pynetdicom",
+        net.PYNETDICOM_WRITTEN_FOR,
+        "core/dicom/net.py, broker/dicom/server.py and broker/dicom/guard.py",
+    ),
 )
 
 
@@ -49,6 +53,40 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         if port in seen:
             errors.append(Error(f"{name}: port {port} is also {seen[port]}", id="broker.E013"))
         seen[port] = name
+    return errors
+
+
+@register(Tags.database)
+def check_durability(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Error]:
+    """An ACK promises the message is stored: the database must not acknowledge a commit
+    before it is on disk (PostgreSQL synchronous_commit=off, SQLite synchronous<FULL).
+
+    Runs with ``manage.py check --database default`` and ``migrate``.
+    """
+    from django.db import connections
+
+    errors: list[Error] = []
+    for alias in databases or []:
+        conn = connections[alias]
+        with conn.cursor() as cursor:
+            if conn.vendor == "postgresql":
+                cursor.execute("SHOW synchronous_commit")
+                value = cursor.fetchone()[0]
+                if value == "off":
+                    errors.append(
+                        Error(
+                            f"database {alias}: synchronous_commit is off, so an ACKed "
+                            "message can be lost in a crash; turn it on",
+                            id="broker.E015",
+                        )
+                    )
+            elif conn.vendor == "sqlite":
+                cursor.execute("PRAGMA synchronous")
+                level = cursor.fetchone()[0]
+                if level < 2 and settings.SQLITE_SYNCHRONOUS == "FULL":
+                    errors.append(
+                        Error(f"database {alias}: SQLite synchronous={level}", id="broker.E015")
+                    )
     return errors
 
 

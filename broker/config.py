@@ -150,6 +150,17 @@ class Config:
             return default
         return [item.strip() for item in value.split(",") if item.strip()]
 
+    def networks(self, name: str, default: Any) -> Any:
+        """Comma-separated IP addresses or networks (``10.0.0.0/8``)."""
+        values = self.list(name, default)
+        networks: Any = []
+        for value in values:
+            try:
+                networks.append(ipaddress.ip_network(value, strict=False))
+            except ValueError:
+                self._problem("broker.E004", name, f"{value!r} is not an IP address or network")
+        return networks
+
     def existing_file(self, name: str) -> str:
         value = self.string(name, "")
         if value and not Path(value).is_file():

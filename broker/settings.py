@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
+from celery.schedules import crontab
 
 from broker.config import Config
 
@@ -72,6 +73,19 @@ DICOM_ACSE_TIMEOUT = _cfg.number("DICOM_ACSE_TIMEOUT", 30.0, minimum=1.0)
 DICOM_DIMSE_TIMEOUT = _cfg.number("DICOM_DIMSE_TIMEOUT", 30.0, minimum=1.0)
 DICOM_NETWORK_TIMEOUT = _cfg.number("DICOM_NETWORK_TIMEOUT", 60.0, minimum=1.0)
 DICOM_MAX_PDU = _cfg.integer("DICOM_MAX_PDU", 262144, minimum=0)
+# --- listener hardening (reliability) ---
+# Connections one address may hold (associations and connections that have not asked
+# for one yet); default half of DICOM_MAX_ASSOCIATIONS, so one host never holds them all.
+DICOM_MAX_ASSOCIATIONS_PER_HOST = _cfg.integer(
+    "DICOM_MAX_ASSOCIATIONS_PER_HOST",
+    max(1, DICOM_MAX_ASSOCIATIONS // 2),
+    minimum=1,
+    maximum=1000,
+)
+# Bytes of one DIMSE message (command + data set) a peer may make the listener hold.
+DICOM_MAX_MESSAGE_BYTES = _cfg.integer(
+    "DICOM_MAX_MESSAGE_BYTES", 256 * 1024 * 1024, minimum=64 * 1024
+)
 DICOM_TLS_CERT = _cfg.existing_file("DICOM_TLS_CERT")
 DICOM_TLS_KEY = _cfg.existing_file("DICOM_TLS_KEY")
 DICOM_TLS_CA = _cfg.existing_file("DICOM_TLS_CA")
@@ -87,6 +101,12 @@ MWL_CALLING_AE_AS_STATION = _cfg.boolean("MWL_CALLING_AE_AS_STATION", False)
 HL7_MAX_MESSAGE_BYTES = _cfg.integer("HL7_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
 HL7_IDLE_TIMEOUT = _cfg.number("HL7_IDLE_TIMEOUT", 300.0, minimum=1.0)
 HL7_MAX_CONNECTIONS = _cfg.integer("HL7_MAX_CONNECTIONS", 200, minimum=1)
+# --- MLLP hardening (reliability) ---
+HL7_MAX_CONNECTIONS_PER_HOST = _cfg.integer(
+    "HL7_MAX_CONNECTIONS_PER_HOST", max(1, HL7_MAX_CONNECTIONS // 4), minimum=1
+)
+# Seconds an ACK may wait for the peer to read it before the connection is dropped.
+HL7_WRITE_TIMEOUT = _cfg.number("HL7_WRITE_TIMEOUT", 30.0, minimum=0.1)
 HL7_TLS_CERT = _cfg.existing_file("HL7_TLS_CERT")
 HL7_TLS_KEY = _cfg.existing_file("HL7_TLS_KEY")
 HL7_STUDY_UID_POLICY = _cfg.choice("HL7_STUDY_UID_POLICY", "generate", ("generate", "reject"))
@@ -119,6 +139,35 @@ RIS_HL7_MAX_ATTEMPTS = _cfg.integer("RIS_HL7_MAX_ATTEMPTS", 50, minimum=1)
 # prefix is the default; a site with its own root sets it.
 BROKER_UID_ROOT = _cfg.string("BROKER_UID_ROOT", "1.2.826.0.1.3680043.8.498.")
 
+# --- routing of completed studies (routing/) ------------------------------------------
+# Received instances are kept here until every job that needs them is finished and
+# ROUTING_RETENTION_HOURS have passed.
+# Empty: spool/ under BROKER_VAR_DIR.
+_spool_dir = _cfg.string("ROUTING_SPOOL_DIR", "")
+ROUTING_SPOOL_DIR = Path(_spool_dir) if _spool_dir else VAR_DIR / "spool"
+# Flush each received file to disk before answering success. Off, a power cut can lose
+# instances already acknowledged; on, each instance waits for the disk (5-15 ms here).
+ROUTING_SPOOL_FSYNC = _cfg.boolean("ROUTING_SPOOL_FSYNC", True)
+# A study with no MPPS in progress is routed once no instance arrived for this long.
+ROUTING_STABLE_SECONDS = _cfg.number("ROUTING_STABLE_SECONDS", 120.0, minimum=0.0)
+# After a final MPPS, how long to wait for the instances it lists before routing what is
+# there (the jobs are then WARNING, with the missing instance UIDs).
+ROUTING_COMPLETENESS_TIMEOUT = _cfg.number("ROUTING_COMPLETENESS_TIMEOUT", 600.0, minimum=0.0)
+# Retries of failed instances: the wait doubles from ROUTING_RETRY_DELAY up to
+# ROUTING_RETRY_MAX_DELAY; after ROUTING_MAX_ATTEMPTS the job is FAILED.
+ROUTING_RETRY_DELAY = _cfg.number("ROUTING_RETRY_DELAY", 30.0, minimum=0.0)
+ROUTING_RETRY_MAX_DELAY = _cfg.number("ROUTING_RETRY_MAX_DELAY", 1800.0, minimum=0.0)
+ROUTING_MAX_ATTEMPTS = _cfg.integer("ROUTING_MAX_ATTEMPTS", 10, minimum=1)
+ROUTING_RETENTION_HOURS = _cfg.number("ROUTING_RETENTION_HOURS", 72.0, minimum=0.0)
+# A worker holds a job it sends for this long (renewed while it sends); a job whose
+# worker died is taken by another one after it.
+ROUTING_LEASE_SECONDS = _cfg.number("ROUTING_LEASE_SECONDS", 120.0, minimum=1.0)
+# How often Celery beat runs the routing checks (completeness, quiet period, due retries,
+# expired leases, spool clean-up).
+ROUTING_TICK_SECONDS = _cfg.number("ROUTING_TICK_SECONDS", 5.0, minimum=0.1)
+# Seconds to wait for a destination to answer (connect, association, each response).
+ROUTING_TIMEOUT = _cfg.number("ROUTING_TIMEOUT", 30.0, minimum=0.1)
+
 # --- Django --------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -139,6 +188,7 @@ INSTALLED_APPS = [
     "worklist",
     "hl7v2",
     "mpps",
+    "routing",
     "frontdesk",
 ]
 
@@ -175,12 +225,16 @@ TEMPLATES = [
 
 _default_db = f"sqlite:///{VAR_DIR / 'broker.sqlite3'}"
 _db = _cfg.database("DATABASE_URL", _default_db)
+# --- durability (reliability) ---
+# FULL: a commit (and so an ACK) is on disk before it returns, even in WAL mode; NORMAL
+# may lose the last transactions on power failure. README "Durability" has the cost.
+SQLITE_SYNCHRONOUS = _cfg.choice("SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL"))
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worklist be read while HL7 writes; IMMEDIATE takes the write lock at
     # BEGIN so two writers queue instead of failing a lock upgrade mid-transaction.
     _db.setdefault("OPTIONS", {}).update(
         {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": f"PRAGMA journal_mode=WAL; PRAGMA synchronous={SQLITE_SYNCHRONOUS};",
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         }
@@ -304,6 +358,59 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- Celery beat ---------------------------------------------------------------------
+# Periodic tasks (``celery -A broker beat``, started by ``manage.py serve``). A plain
+# dict: each app adds its own entries. The schedule file lives under BROKER_VAR_DIR.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "routing-tick": {"task": "routing.tick", "schedule": ROUTING_TICK_SECONDS},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- self-healing, health and metrics (reliability) ----------------------------------
+HEARTBEAT_INTERVAL = _cfg.number("HEARTBEAT_INTERVAL", 60.0, minimum=1.0)
+# A pending RIS message whose send task was lost (queue outage, worker killed before
+# the ack) is queued again this long after it was due.
+RIS_REQUEUE_AFTER = _cfg.number("RIS_REQUEUE_AFTER", 120.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "broker-heartbeat": {"task": "broker.heartbeat", "schedule": HEARTBEAT_INTERVAL},
+        "broker-requeue-lost": {"task": "broker.requeue_lost", "schedule": 60.0},
+    }
+)
+# Retention in days (0: keep forever); purged daily at PURGE_HOUR (TIME_ZONE) by beat.
+RETENTION_HL7_MESSAGE_DAYS = _cfg.integer("RETENTION_HL7_MESSAGE_DAYS", 90, minimum=0)
+RETENTION_MPPS_DATASET_DAYS = _cfg.integer("RETENTION_MPPS_DATASET_DAYS", 90, minimum=0)
+RETENTION_RIS_ATTEMPT_DAYS = _cfg.integer("RETENTION_RIS_ATTEMPT_DAYS", 90, minimum=0)
+RETENTION_HEARTBEAT_DAYS = _cfg.integer("RETENTION_HEARTBEAT_DAYS", 7, minimum=0)
+PURGE_HOUR = _cfg.integer("PURGE_HOUR", 3, minimum=0, maximum=23)
+CELERY_TIMEZONE = TIME_ZONE  # beat's crontab entries are in the site's time
+CELERY_BEAT_SCHEDULE["broker-purge"] = {
+    "task": "broker.purge",
+    "schedule": crontab(hour=PURGE_HOUR, minute=17),
+}
+# /health/: where to reach the listeners from the web process, and when to say "down".
+_local = "127.0.0.1" if BROKER_BIND in ("0.0.0.0", "::", "localhost") else BROKER_BIND
+HEALTH_DICOM_HOST = _cfg.string("HEALTH_DICOM_HOST", _local)
+HEALTH_HL7_HOST = _cfg.string("HEALTH_HL7_HOST", _local)
+HEALTH_TIMEOUT = _cfg.number("HEALTH_TIMEOUT", 2.0, minimum=0.1)
+HEALTH_WORKER_MAX_AGE = _cfg.number("HEALTH_WORKER_MAX_AGE", 3 * HEARTBEAT_INTERVAL, minimum=1.0)
+HEALTH_RIS_BACKLOG_MAX_AGE = _cfg.number("HEALTH_RIS_BACKLOG_MAX_AGE", 3600.0, minimum=1.0)
+# /metrics: loopback only by default, or with "Authorization: Bearer METRICS_TOKEN".
+METRICS_ALLOWED_NETWORKS = _cfg.networks("METRICS_ALLOWED_IPS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = _cfg.string("METRICS_TOKEN", "")
+# prometheus-client's multiprocess mode: read when it is first imported, so set here.
+METRICS_DIR = Path(_cfg.string("METRICS_DIR", str(VAR_DIR / "metrics")))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+# --- benchmark aids (issue 17) ---------------------------------------------------------
+# The DICOM listener's socket options (core.dicom.net.tune_socket): "nodelay+quickack"
+# (the default), "nodelay", or "off". Only for measuring what they are worth
+# (bench/socket_options.py); never turn them off in service.
+DICOM_TCP_TUNING = _cfg.choice(
+    "DICOM_TCP_TUNING", "nodelay+quickack", ("nodelay+quickack", "nodelay", "off")
+)
+
 # --- logging -------------------------------------------------------------------------
 LOG_LEVEL = _cfg.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {
@@ -312,17 +419,36 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No patient data at INFO or WARNING (nor ERROR): exception texts withheld.
+    "filters": {"withhold_values": {"()": "broker.logfilters.WithholdValues"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["withhold_values"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # pynetdicom logs every PDU at DEBUG and identifiers (patient data) on request.
         "pynetdicom": {"level": "WARNING"},
+        # pydicom logs the values it cannot read ("Invalid value for VR PN: ...").
+        "pydicom": {"level": "ERROR"},
+        # "Not Found: <path>" at WARNING: the path is whatever the client typed.
+        "django.request": {"level": "ERROR"},
+        # Python warnings (Django routes them here) quote values too, e.g. pydicom's.
+        "py.warnings": {"level": "ERROR"},
         "django.db.backends": {"level": "WARNING"},
         # django-axes: its start-up banner and every attempt at INFO; lockouts (with the
         # username masked) at WARNING.
         "axes": {"level": "WARNING"},
     },
 }
+
+# gunicorn's access log under `serve`: method, path (never the query string: admin
+# searches carry patient names), status, size, time. Off with HTTP_ACCESS_LOG=false.
+HTTP_ACCESS_LOG = _cfg.boolean("HTTP_ACCESS_LOG", True)
+HTTP_ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 CONFIG_PROBLEMS = _cfg.problems
 # Every environment variable read above, with its default (read by manage.py conformance).

@@ -36,6 +36,9 @@ WHEN: dict[str, str] = {
     UNKNOWN_KEY_IDENTIFIER: "XO, or a status change (CA, DC...), for an order or step the broker "
     "does not know; an A40 / A47 the patient records do not allow (same patient, unknown or "
     "merged prior identifier, new identifier in use)",
+    DUPLICATE_KEY_IDENTIFIER: "MSH-10 repeats the control ID of a message already applied from "
+    "the same sender (MSH-3 / MSH-4) but the content differs (the same message again gets AA "
+    "and is not applied twice); the message is stored for review, not applied",
     APPLICATION_INTERNAL_ERROR: "a status change the step's state does not allow; a value the "
     "database refuses; a message larger than HL7_MAX_MESSAGE_BYTES (AR); any other error",
 }

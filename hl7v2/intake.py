@@ -34,6 +34,7 @@ from hl7v2.ack import ErrorDetail, build_ack
 from hl7v2.charsets import ack_codec, decode
 from hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
+    DUPLICATE_KEY_IDENTIFIER,
     SEGMENT_SEQUENCE_ERROR,
     UNSUPPORTED_EVENT_CODE,
     UNSUPPORTED_MESSAGE_TYPE,
@@ -156,7 +157,7 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     # row is inserted first thing in the transaction that applies it (step 4); a stored
     # message being reprocessed is checked here.
     if existing is not None and _already_applied(header):
-        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+        return _store_copy(raw, peer, header, existing)
     try:
         structure = mapping.SUPPORTED[_type_key(header)][0]
         message = parse(decode(raw, header.charset))
@@ -167,8 +168,20 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
             plan = mapping.order_message(message, structure, apply.mapping_config())
     except MappingError as exc:
         if existing is None and _already_applied(header):
-            return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+            return _store_copy(raw, peer, header, existing)
         return _store(raw, peer, header, Outcome.ERROR, ErrorDetail.from_error(exc), existing)
+    except Exception as exc:
+        # Decoding, splitting and mapping are pure: anything else they raise is a bug,
+        # and a bug must not jam the feed. Stored and answered AE; only the kind of
+        # error is logged (its text may quote the message).
+        logger.error(
+            "HL7 %s %s: internal error reading the message (%s)",
+            header.message_type,
+            header.control_id,
+            type(exc).__name__,
+        )
+        failure = ErrorDetail(f"internal error reading the message ({type(exc).__name__})")
+        return _store(raw, peer, header, Outcome.ERROR, failure, existing)
     try:
         with transaction.atomic():
             if existing is None:
@@ -186,7 +199,7 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     except _AlreadyApplied:
         # A copy of this message was applied and committed by another connection
         # meanwhile; this copy's changes were rolled back.
-        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+        return _store_copy(raw, peer, header, existing)
     except OperationalError:
         raise  # retried by _with_retries
     except MappingError as exc:
@@ -203,7 +216,13 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
         )
         failure = ErrorDetail(f"database refused the values: {type(exc).__name__}")
     except Exception as exc:  # a bug must not kill the connection; it is stored and ACKed
-        logger.exception("HL7 %s %s: internal error", header.message_type, header.control_id)
+        # Only the kind: the exception's text and traceback may quote field values.
+        logger.error(
+            "HL7 %s %s: internal error (%s)",
+            header.message_type,
+            header.control_id,
+            type(exc).__name__,
+        )
         failure = ErrorDetail(f"internal error ({type(exc).__name__})")
     # Everything the message applied was rolled back with its transaction; the message
     # is stored with its error in a transaction of its own.
@@ -242,15 +261,61 @@ def _rejection(header: Header) -> ErrorDetail | None:
     return None
 
 
+def _applied_copies(header: Header) -> Any:
+    return InboundMessage.objects.filter(
+        sending_application=_text(header.sending_application, 180),
+        sending_facility=_text(header.sending_facility, 180),
+        control_id=_text(header.control_id, 64),
+        outcome=Outcome.ACCEPTED,
+    )
+
+
 def _already_applied(header: Header) -> bool:
     if not header.control_id:
         return False
-    return InboundMessage.objects.filter(
-        sending_application=header.sending_application,
-        sending_facility=header.sending_facility,
-        control_id=header.control_id,
-        outcome=Outcome.ACCEPTED,
-    ).exists()
+    return bool(_applied_copies(header).exists())
+
+
+def _same_message(a: bytes, b: bytes) -> bool:
+    """Equal but for segment terminators (CR, CRLF, LF), trailing ones, and MSH-7 (the
+    time of sending, which some senders set anew on a resend)."""
+
+    def norm(raw: bytes) -> bytes:
+        text = raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").rstrip(b"\r ")
+        first, _, rest = text.partition(b"\r")
+        if len(first) > 3:
+            fields = first.split(first[3:4])
+            if len(fields) > 6:
+                fields[6] = b""  # MSH-7
+            first = first[3:4].join(fields)
+        return first + b"\r" + rest
+
+    return norm(a) == norm(b)
+
+
+def _store_copy(raw: bytes, peer: str, header: Header, existing: InboundMessage | None) -> Reply:
+    """A message whose sender and MSH-10 were applied before.
+
+    The same message again (a resend) -> AA, stored as DUPLICATE, nothing applied.
+    Different content under the same MSH-10 -> AE naming MSH-10, stored for review:
+    answering AA would tell the sender a message was applied that never was.
+    """
+    applied = _applied_copies(header).only("pk", "raw").first()
+    if applied is None or _same_message(bytes(applied.raw), raw):
+        return _store(raw, peer, header, Outcome.DUPLICATE, None, existing)
+    error = ErrorDetail(
+        f"control ID {header.control_id[:64]} was already used by a different message "
+        f"(message log #{applied.pk}); not applied, stored for review",
+        segment="MSH",
+        field=10,
+        code=DUPLICATE_KEY_IDENTIFIER,
+    )
+    return _store(raw, peer, header, Outcome.ERROR, error, existing)
+
+
+def _text(value: str, size: int) -> str:
+    """A header value as stored: PostgreSQL text holds no NUL character."""
+    return value.replace("\x00", "")[:size]
 
 
 def _store(
@@ -287,14 +352,14 @@ def _write(
     now = timezone.now()
     values: dict[str, Any] = {
         "raw": raw,
-        "peer": peer[:64],
-        "sending_application": header.sending_application[:180] if header else "",
-        "sending_facility": header.sending_facility[:180] if header else "",
-        "control_id": header.control_id[:64] if header else "",
-        "message_type": header.message_type[:32] if header else "",
-        "version": header.version[:16] if header else "",
+        "peer": _text(peer, 64),
+        "sending_application": _text(header.sending_application, 180) if header else "",
+        "sending_facility": _text(header.sending_facility, 180) if header else "",
+        "control_id": _text(header.control_id, 64) if header else "",
+        "message_type": _text(header.message_type, 32) if header else "",
+        "version": _text(header.version, 16) if header else "",
         "outcome": outcome,
-        "error": error.summary() if error else "",
+        "error": _text(error.summary(), 100_000) if error else "",
         "ack": ack,
         "processed_at": now,
     }

@@ -352,12 +352,21 @@ def _observation(identifiers: set[str], units: dict[str, Any], maximum: Decimal)
                 number = Decimal(raw) * units[unit]
             except (InvalidOperation, KeyError):
                 raise MappingError(
-                    f"{raw!r} {seg.get(6, 1)!r} is not a measurement in a known unit",
+                    f"{raw[:40]!r} {seg.get(6, 1)[:20]!r} is not a measurement in a known unit",
                     segment="OBX",
                     field=5,
                     occurrence=seg.occurrence,
                     code=DATA_TYPE_ERROR,
                 ) from None
+            # NaN, Infinity and 1E+99 are Decimals too; compared or quantized they raise.
+            if not number.is_finite() or not 0 <= number < maximum:
+                raise MappingError(
+                    f"{raw[:40]} is out of range",
+                    segment="OBX",
+                    field=5,
+                    occurrence=seg.occurrence,
+                    code=DATA_TYPE_ERROR,
+                )
             number = number.quantize(Decimal("0.01"))
             if not 0 <= number < maximum:
                 raise MappingError(

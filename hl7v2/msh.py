@@ -52,7 +52,12 @@ def read_header(raw: bytes) -> Header:
     if not raw.startswith(b"MSH") or len(raw) < 8:
         raise MSHError("message does not start with an MSH segment")
     first = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+    if len(first) < 8:
+        # "MSH\r..." or "MSH|^~\r": no field separator, or nothing after it.
+        raise MSHError("MSH segment is too short to hold its fields")
     sep = first[3]
+    if sep.isalnum() or sep in " \x00":
+        raise MSHError(f"MSH-1 field separator {sep!r} is not usable")
     parts = first.split(sep)
     if len(parts) < 12:
         raise MSHError("MSH segment has fewer than 12 fields")

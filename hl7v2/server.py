@@ -13,6 +13,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from hl7v2.intake import message_oversized, message_receive
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# On stop, how long a connection in the middle of a message may take to send its ACK.
+STOP_GRACE = 8.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class ListenerOptions:
     workers: int
     ssl_context: ssl.SSLContext | None = None
     reuse_port: bool = False  # several processes share the port (hl7_server --processes)
+    max_connections_per_host: int = 1_000_000
+    write_timeout: float = 30.0
 
     @classmethod
     def from_settings(cls) -> ListenerOptions:
@@ -45,6 +50,8 @@ class ListenerOptions:
             max_connections=settings.HL7_MAX_CONNECTIONS,
             workers=settings.HL7_WORKERS,
             ssl_context=tls_context(),
+            max_connections_per_host=settings.HL7_MAX_CONNECTIONS_PER_HOST,
+            write_timeout=settings.HL7_WRITE_TIMEOUT,
         )
 
 
@@ -71,22 +78,33 @@ class Listener:
     def __init__(self, options: ListenerOptions) -> None:
         self.options = options
         self.connections = 0
+        self.by_host: Counter[str] = Counter()
         self.executor = ThreadPoolExecutor(options.workers, thread_name_prefix="hl7-db")
+        # Open connections: True while one is between reading a message and sending its
+        # ACK (so that stopping lets it finish), False while it waits for the next.
+        self.busy: dict[asyncio.StreamWriter, bool] = {}
+        self.stopping = False
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if address else "?"
+        host = str(address[0]) if address else "?"
+        refusal = ""
         if self.connections >= self.options.max_connections:
-            logger.warning(
-                "HL7 connection from %s refused: %d connections open (HL7_MAX_CONNECTIONS)",
-                peer,
-                self.connections,
+            refusal = f"{self.connections} connections open (HL7_MAX_CONNECTIONS)"
+        elif self.by_host[host] >= self.options.max_connections_per_host:
+            refusal = (
+                f"{self.by_host[host]} connections open from {host} (HL7_MAX_CONNECTIONS_PER_HOST)"
             )
+        if refusal:
+            logger.warning("HL7 connection from %s refused: %s", peer, refusal)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
             return
         self.connections += 1
+        self.by_host[host] += 1
+        self.busy[writer] = False
         try:
             await self._serve(reader, writer, peer)
         except asyncio.CancelledError:
@@ -95,7 +113,11 @@ class Listener:
             # sender sends it again and the duplicate check answers it.
             pass
         finally:
+            self.busy.pop(writer, None)
             self.connections -= 1
+            self.by_host[host] -= 1
+            if not self.by_host[host]:
+                del self.by_host[host]
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
@@ -106,18 +128,28 @@ class Listener:
         loop = asyncio.get_running_loop()
         count = 0
         reason = "closed by peer"
+        # Idle means no whole message: bytes that never make one (a byte every few
+        # minutes, a frame that never ends) do not keep the connection open.
+        idle_until = loop.time() + options.idle_timeout
         try:
             while True:
                 try:
                     # asyncio.timeout, not wait_for: no task created for every read.
-                    async with asyncio.timeout(options.idle_timeout):
+                    async with asyncio.timeout_at(idle_until):
                         data = await reader.read(READ_SIZE)
                 except TimeoutError:
-                    reason = f"idle for {options.idle_timeout:g} s"
+                    reason = f"no message for {options.idle_timeout:g} s"
                     break
                 if not data:
+                    if self.stopping:
+                        reason = "closed: listener stopping"
                     break
+                self.busy[writer] = True
                 for item in decoder.feed(data):
+                    if isinstance(item, bytes) and not item.strip(b" \t\r\n"):
+                        # An empty frame (some senders' keep-alive): nothing to store
+                        # or acknowledge.
+                        continue
                     ack = await loop.run_in_executor(
                         self.executor,
                         _receive_in_thread,
@@ -126,8 +158,23 @@ class Listener:
                         options.max_message_bytes,
                     )
                     writer.write(frame(ack))
-                    await writer.drain()
+                    try:
+                        async with asyncio.timeout(options.write_timeout):
+                            await writer.drain()
+                    except TimeoutError:
+                        # The message is stored; the sender will send it again on a new
+                        # connection and get the same answer.
+                        reason = f"not reading its ACKs for {options.write_timeout:g} s"
+                        writer.transport.abort()
+                        return
                     count += 1
+                    idle_until = loop.time() + options.idle_timeout
+                self.busy[writer] = False
+                if self.stopping:
+                    # Every message read has been stored and acknowledged; a partial
+                    # one is sent again by the peer on its next connection.
+                    reason = "closed: listener stopping"
+                    break
         except (ConnectionError, OSError) as exc:
             reason = f"lost: {exc}"
         except asyncio.CancelledError:
@@ -151,6 +198,23 @@ class Listener:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    async def stop_connections(self, grace: float) -> None:
+        """On stop: close idle connections now, let busy ones send their ACK first.
+
+        Without this an idle RIS connection would keep the listener (and Python 3.12's
+        ``Server.wait_closed``) waiting for its idle timeout.
+        """
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.busy and loop.time() < deadline:
+            for writer, busy in list(self.busy.items()):
+                if not busy:
+                    writer.close()
+            await asyncio.sleep(0.02)
+        for writer in list(self.busy):
+            writer.transport.abort()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(
@@ -203,7 +267,9 @@ async def serve(
     if ready is not None:
         ready()
     try:
-        async with server:
-            await server.serve_forever()
+        await server.serve_forever()
     finally:
+        server.close()  # no new connections
+        await listener.stop_connections(STOP_GRACE)
+        await server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, listener.close)

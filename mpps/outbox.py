@@ -121,6 +121,19 @@ def order_status_follow(order_ids: Iterable[int], *, mpps_id: int | None = None)
         _send_after_commit(order.pk)
 
 
+@transaction.atomic
+def step_order_follow(step_id: int) -> None:
+    """Queue the status of the order of ``step_id`` for the RIS, if it changed (a step
+    made final by the front desk, the API or HL7 can finish a performed order)."""
+    order_id = (
+        ScheduledProcedureStep.objects.filter(pk=step_id)
+        .values_list("procedure__order_id", flat=True)
+        .first()
+    )
+    if order_id is not None:
+        order_status_follow([order_id])
+
+
 # The worker task that calls :func:`order_send` (``mpps.tasks`` registers it under this
 # name). Queued by name, so that this module need not import the tasks that import it.
 SEND_TASK = "mpps.tasks.ris_order_send"
@@ -220,13 +233,14 @@ def _record(
         )
     elif attempts >= settings.RIS_HL7_MAX_ATTEMPTS:
         fields |= {"state": OutboundState.FAILED, "last_error": delivery.error}
+        # The outcome only: the RIS's error text may quote patient data (it is kept
+        # with the attempt, in the admin).
         logger.error(
-            "RIS status %s for order %s failed %d times, giving up: %s %s",
+            "RIS status %s for order %s failed %d times, giving up: %s",
             message.order_status,
             message.order_id,
             attempts,
             delivery.outcome,
-            delivery.error,
         )
     else:
         retry_in = backoff(attempts)
@@ -235,11 +249,10 @@ def _record(
             "next_attempt_at": finished + dt.timedelta(seconds=retry_in),
         }
         logger.warning(
-            "RIS status %s for order %s not accepted (%s %s), retry in %.1f s",
+            "RIS status %s for order %s not accepted (%s), retry in %.1f s",
             message.order_status,
             message.order_id,
             delivery.outcome,
-            delivery.error,
             retry_in,
         )
     OutboundMessage.objects.filter(pk=message.pk).update(**fields)

@@ -9,11 +9,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from mpps.models import OutboundMessage, PerformedProcedureStep, PerformedSeries, StepLink
-from mpps.status import MPPSStatus
+from mpps.status import MPPSStatus, OutboundState
 
 
 def mpps_list() -> QuerySet[PerformedProcedureStep]:
@@ -45,6 +45,21 @@ def ris_messages_for_order(order_id: int) -> QuerySet[OutboundMessage]:
         OutboundMessage.objects.filter(order_id=order_id)
         .prefetch_related("tries")
         .order_by("sequence")
+    )
+
+
+def ris_stalled_order_ids(*, older_than: dt.timedelta) -> list[int]:
+    """Orders with a pending status message that should have been tried by now: due (or
+    never tried) for longer than ``older_than`` and not held by a sender's lease. Their
+    send task was lost (queue outage, a worker killed before it acknowledged)."""
+    cutoff = timezone.now() - older_than
+    now = timezone.now()
+    return list(
+        OutboundMessage.objects.filter(state=OutboundState.PENDING, created_at__lt=cutoff)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=cutoff))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .values_list("order_id", flat=True)
+        .distinct()
     )
 
 

@@ -27,3 +27,9 @@ def ris_pending_send() -> int:
     for order_id in order_ids:
         ris_order_send.delay(order_id)
     return len(order_ids)
+
+
+@shared_task(acks_late=True)
+def ris_order_follow(step_id: int) -> None:
+    """The order of ``step_id`` changed outside MPPS: queue its new status for the RIS."""
+    outbox.step_order_follow(step_id)

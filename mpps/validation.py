@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from core.dicom import status
@@ -156,7 +157,8 @@ def text(ds: Dataset, tag: int) -> str:
     value = ds[tag].value
     if value is None:
         return ""
-    if isinstance(value, list | tuple):
+    # pydicom gives a multi-valued element as a MultiValue, which is no list.
+    if isinstance(value, list | tuple | MultiValue):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
 

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures_dicom",
     "tests.fixtures_hl7",
     "tests.fixtures_mpps",
+    "tests.fixtures_routing",
     "tests.fixtures_pages",
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import socket
 import threading
 import time
@@ -298,9 +299,15 @@ def _close_db(**_: object) -> None:
 def memory_broker() -> Iterator[Any]:
     """The Celery app on an in-memory broker for these tests: no task they queue reaches a
     shared queue that another test run or a running broker might consume."""
+    import os
+
     from broker.celery import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
+    # Celery prefers this variable to its configuration (CI's PostgreSQL + Redis run sets
+    # it): without dropping it, the tests' tasks would go to that shared Redis queue, where
+    # another test process's worker could take them.
+    saved_url = os.environ.pop("CELERY_BROKER_URL", None)
     app.conf.update(broker_url="memory://", broker_transport_options={"polling_interval": 0.05})
     _reset_pools(app)
     try:
@@ -308,6 +315,8 @@ def memory_broker() -> Iterator[Any]:
     finally:
         with contextlib.suppress(Exception):
             app.control.purge()
+        if saved_url is not None:
+            os.environ["CELERY_BROKER_URL"] = saved_url
         app.conf.update(saved)
         _reset_pools(app)
 
@@ -317,6 +326,10 @@ def task_worker(memory_broker: Any) -> Iterator[Any]:
     """A real Celery worker in a thread, running the real tasks (one per test module:
     stopping it takes seconds)."""
     task_postrun.connect(_close_db, weak=False)
+    # start_worker sets up Celery's logging, which leaves the root logger at ERROR: every
+    # later test that reads its log (caplog) would then see nothing. Put it back.
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
     try:
         with start_worker(
             memory_broker, pool="solo", perform_ping_check=False, shutdown_timeout=10
@@ -324,6 +337,8 @@ def task_worker(memory_broker: Any) -> Iterator[Any]:
             yield worker
     finally:
         task_postrun.disconnect(_close_db)
+        root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 def _reset_pools(app: Any) -> None:

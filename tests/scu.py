@@ -2,23 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+# One copy of the pynetdicom requestor workaround, shared with routing's sender.
+from core.dicom.requestor import keep_responses
 
-
-def keep_responses(assoc: Any) -> Any:
-    """Work around a race in pynetdicom 3.0's requestor (the SCU side of tests and benches).
-
-    Its reactor thread can take the response to a request just sent (``send_*`` reads a
-    stale "paused" flag) and drop it as "unexpected", leaving the caller to time out.
-    Such a response is put back on the queue the caller reads. Returns ``assoc``.
-    """
-    original = assoc._serve_request
-
-    def serve(msg: Any, context_id: int) -> None:
-        if not msg.is_valid_request:
-            assoc.dimse.msg_queue.put((context_id, msg))
-            return
-        original(msg, context_id)
-
-    assoc._serve_request = serve
-    return assoc
+__all__ = ["keep_responses"]

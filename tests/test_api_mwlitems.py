@@ -241,3 +241,13 @@ def test_a_method_mwl_rs_does_not_have_is_a_405(api_as: ApiAs) -> None:
     client = api_as(INTEGRATOR)
     assert client.put(URL, item(), format="json").status_code == 405
     assert client.patch(f"{URL}count/", {}, format="json").status_code == 405
+
+
+def test_paths_without_a_trailing_slash_as_dcm4chee_clients_send_them(api_as: ApiAs) -> None:
+    schedule(study_uid="1.2.3.8", sps_id="S1")
+    client = api_as(INTEGRATOR)
+    assert client.get("/api/v1/mwlitems", {"PatientID": "P1"}).status_code == 200
+    assert client.get("/api/v1/mwlitems/count").json() == {"count": 1}
+    assert client.post("/api/v1/mwlitems", item(), format="json").status_code == 200
+    assert client.post("/api/v1/mwlitems/1.2.3.8/S1/status/ARRIVED").status_code == 204
+    assert client.delete("/api/v1/mwlitems/1.2.3.8/S1").status_code == 204

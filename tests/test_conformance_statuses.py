@@ -37,14 +37,16 @@ NOT_RETURNED = {
 ERROR_IDS = {("core.dicom.status", "MPPS_NO_LONGER_UPDATABLE")}
 
 
-# Packages whose ``status`` modules hold DIMSE status codes; ``rest_framework.status``
-# (HTTP codes, in the apps' REST APIs) is not one of them.
-PROJECT_PACKAGES = {"core", "broker", "worklist", "hl7v2", "mpps", "routing"}
+# Modules whose ``status`` may hold DIMSE status codes: the shared one, or an app's own
+# (``from routing import status``); never another library's (DRF's HTTP statuses).
+def dimse_status_module(module: str, files: list[Path]) -> bool:
+    apps = {path.relative_to(ROOT).parts[0] for path in files}
+    return module == "core.dicom" or module in apps
 
 
 def status_uses(files: list[Path]) -> set[tuple[str, str]]:
-    """(status module, NAME) of every ``status.NAME`` in files that ``from X import status``
-    for a project package X."""
+    """(status module, NAME) of every ``status.NAME`` in files that import a DIMSE status
+    module as ``status``."""
     uses: set[tuple[str, str]] = set()
     for path in files:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -53,7 +55,7 @@ def status_uses(files: list[Path]) -> set[tuple[str, str]]:
             for node in ast.walk(tree)
             if isinstance(node, ast.ImportFrom)
             and node.module
-            and node.module.split(".")[0] in PROJECT_PACKAGES
+            and dimse_status_module(node.module, files)
             and any(alias.name == "status" and alias.asname is None for alias in node.names)
         ]
         if not modules:

@@ -105,6 +105,9 @@ def test_a_reverse_merge_after_a_merge_is_an_error() -> None:
     assert (
         send(adt("A40", control_id=control(), patient=pid("A^^^H"), mrg="B^^^H")) == Outcome.ERROR
     )
+    # The first merge stands: A is merged into B, B into nobody.
+    merged = dict(Patient.objects.values_list("patient_id", "merged_into__patient_id"))
+    assert merged == {"A": "B", "B": None}
 
 
 def test_an_order_for_a_merged_patient_lands_on_the_survivor() -> None:
@@ -143,7 +146,10 @@ def test_a47_onto_an_identifier_in_use_is_an_error() -> None:
 
 
 def test_a40_without_mrg_is_an_error() -> None:
-    assert send(adt("A40", control_id=control())) == Outcome.ERROR
+    reply = message_receive(adt("A40", control_id=control()).encode(), peer="test")
+    assert reply.outcome == Outcome.ERROR
+    assert b"\rERR|" in reply.ack and b"MRG" in reply.ack
+    assert not Patient.objects.exists()
 
 
 def test_an_adt_without_patient_id_is_an_error() -> None:

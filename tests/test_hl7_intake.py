@@ -229,7 +229,7 @@ def test_a_repeated_message_is_stored_but_not_applied_twice(
     status_events: list[dict[str, Any]],
 ) -> None:
     send(orm(control_id="R1"))
-    send(orm(control_id="R1", obr={24: "MR"}))
+    send(orm(control_id="R1"))
     assert ScheduledProcedureStep.objects.get().modality == "CT"
     assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
         Outcome.ACCEPTED,
@@ -244,10 +244,42 @@ def test_the_same_control_id_from_another_sender_is_applied() -> None:
     assert Order.objects.count() == 2
 
 
+def from_facility(text: str, facility: str) -> str:
+    """The message as sent by the same application (MSH-3) from another MSH-4."""
+    return text.replace("|RIS|HOSP|", f"|RIS|{facility}|", 1)
+
+
+@db
+def test_the_same_control_id_from_another_facility_is_applied() -> None:
+    # The duplicate key is MSH-3 + MSH-4 + MSH-10: another facility is another sender.
+    send(orm(control_id="R1"))
+    assert send(from_facility(orm(control_id="R1", obr={18: "ACC2"}), "CLINIC2")) == "AA"
+    assert sorted(Order.objects.values_list("accession_number", flat=True)) == ["ACC1", "ACC2"]
+    assert sorted(InboundMessage.objects.values_list("sending_facility", "outcome")) == [
+        ("CLINIC2", "AA"),
+        ("HOSP", "AA"),
+    ]
+
+
+@db
+def test_a_bad_message_from_another_facility_is_an_error_not_a_duplicate() -> None:
+    send(orm(control_id="R1"))
+    # Same MSH-3 and MSH-10 as the applied message, but another MSH-4, and no OBR-18.
+    assert send(from_facility(orm(control_id="R1", obr={18: ""}), "CLINIC2")) == "AE"
+    assert InboundMessage.objects.get(sending_facility="CLINIC2").outcome == "AE"
+
+
 @db
 def test_a_failed_message_sent_again_is_applied() -> None:
     send(orm(control_id="F1", obr={18: ""}))
+    assert not Order.objects.exists()
     assert send(orm(control_id="F1")) == Outcome.ACCEPTED
+    assert list(InboundMessage.objects.order_by("pk").values_list("outcome", flat=True)) == [
+        "AE",
+        "AA",
+    ]
+    step = ScheduledProcedureStep.objects.get()
+    assert (step.procedure.order.accession_number, step.sps_id) == ("ACC1", "SPS1")
 
 
 @db
@@ -270,6 +302,11 @@ def test_reprocessing_as_received_applies_after_the_cause_is_fixed() -> None:
     assert reply.outcome == Outcome.ERROR  # unknown order
     send(orm(control_id="N1"))
     assert message_reprocess(reply.message_id).outcome == Outcome.ACCEPTED
+    stored = InboundMessage.objects.get(pk=reply.message_id)
+    assert (stored.outcome, stored.error) == ("AA", "")
+    assert stored.reprocessed_at is not None
+    # The XO replaced the order of N1: still one order, one step.
+    assert ScheduledProcedureStep.objects.get().procedure.order.accession_number == "ACC1"
 
 
 @db
@@ -352,6 +389,13 @@ def test_xo_leaves_a_started_step_started() -> None:
 @pytest.mark.parametrize("version", ["2.3", "2.3.1", "2.4"])
 def test_an_orm_of_each_supported_version_is_applied(version: str) -> None:
     assert send(orm(version=version)) == Outcome.ACCEPTED
+    assert InboundMessage.objects.get().version == version
+    step = ScheduledProcedureStep.objects.get()
+    assert (step.procedure.order.accession_number, step.sps_id, step.modality) == (
+        "ACC1",
+        "SPS1",
+        "CT",
+    )
 
 
 @db
@@ -366,6 +410,10 @@ def test_an_omi_and_an_omg_of_each_supported_version_are_applied(version: str) -
 @db
 def test_segments_ending_in_newlines_are_accepted() -> None:
     assert send(orm().replace("\r", "\r\n")) == Outcome.ACCEPTED
+    step = ScheduledProcedureStep.objects.get()
+    # No newline left in what was read from the segments.
+    assert (step.procedure.order.accession_number, step.modality) == ("ACC1", "CT")
+    assert step.procedure.order.patient.patient_id == "PAT1"
 
 
 @db

@@ -436,21 +436,7 @@ def test_it_names_the_field_of_a_bad_date() -> None:
 # --- ORC-1 / ORC-5 -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("pair", "status"), list(mapping.DEFAULT_STATUS_TABLE.items()), ids=lambda p: str(p)
-)
-def test_it_maps_each_status_pair(pair: tuple[str, str], status: str) -> None:
-    result = map_orm(orm(orc={1: pair[0], 5: pair[1]}))
-    assert result.steps[0].sps_status == status
-    assert result.steps[0].order_control == pair[0]
-
-
-@pytest.mark.parametrize("pair", [("NW", "CM"), ("XX", "SC"), ("NW", "")])
-def test_it_rejects_an_unsupported_status_pair_naming_orc(pair: tuple[str, str]) -> None:
-    with pytest.raises(MappingError) as info:
-        map_orm(orm(orc={1: pair[0], 5: pair[1]}))
-    assert info.value.segment == "ORC"
-    assert "ORC-1/ORC-5" in info.value.text
+# Each pair of the default table against the reference: test_hl7_status_table.py.
 
 
 def test_a_site_can_change_the_status_table() -> None:

@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pydicom.uid import generate_uid
-from pynetdicom import AE
+from pydicom.uid import UID, generate_uid
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
 from core.dicom import status
@@ -72,10 +72,18 @@ def test_it_accepts_n_create_and_n_set_and_moves_the_step(scu: Association) -> N
 
 @pytest.mark.django_db(transaction=True)
 def test_it_assigns_an_instance_uid_when_the_modality_sends_none(scu: Association) -> None:
+    # pynetdicom's SCU API does not hand back the response's Affected SOP Instance UID:
+    # read it from the response's command set as it arrives.
+    commands: list[Dataset] = []
+    scu.bind(evt.EVT_DIMSE_RECV, lambda event: commands.append(event.message.command_set))
     rsp, _ = _create(scu, n_create_dataset(make_step()), None)
-    assert rsp.Status == status.SUCCESS
-    # pynetdicom's SCU API does not hand back the response's Affected SOP Instance UID.
-    assert PerformedProcedureStep.objects.get().sop_instance_uid.startswith("1.2.")
+    assert rsp.Status == 0x0000  # PS3.7 C.1.1: Success
+    assigned = PerformedProcedureStep.objects.get().sop_instance_uid
+    # PS3.7 10.1.5.1.4: the SCP assigns the UID and returns it in the response.
+    assert [str(c.AffectedSOPInstanceUID) for c in commands] == [assigned]
+    assert assigned.startswith(settings.BROKER_UID_ROOT)
+    assert len(assigned) > len(settings.BROKER_UID_ROOT)
+    assert UID(assigned).is_valid
 
 
 @pytest.mark.django_db(transaction=True)

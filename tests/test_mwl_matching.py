@@ -132,11 +132,11 @@ def test_a_list_of_uids_matches_any_of_them(three_steps: None) -> None:
     from worklist.models import RequestedProcedure
 
     uids = dict(
-        RequestedProcedure.objects.values_list("requested_procedure_id", "study_instance_uid")
+        RequestedProcedure.objects.values_list("order__accession_number", "study_instance_uid")
     )
-    first = RequestedProcedure.objects.get(order__accession_number="A1").study_instance_uid
-    third = RequestedProcedure.objects.get(order__accession_number="A3").study_instance_uid
-    assert uids
+    first, third = uids["A1"], uids["A3"]
+    # Three different UIDs, so that matching one is not matching all.
+    assert len(set(uids.values())) == 3
     assert sps_ids(worklist_query(StudyInstanceUID=[first, third])) == ["S1", "S3"]
     assert sps_ids(worklist_query(StudyInstanceUID=third)) == ["S3"]
     assert sps_ids(worklist_query(StudyInstanceUID="1.2.3.4")) == []
@@ -158,6 +158,17 @@ def test_date_ranges_may_be_open_at_either_end(three_steps: None) -> None:
     assert by_date("20261126-") == ["S3"]
     assert by_date("-20261125") == ["S1", "S2"]
     assert sps_ids(worklist_query(PatientBirthDate="-17000101")) == ["S1", "S3"]
+
+
+def test_an_open_ended_date_range_runs_to_the_last_day(three_steps: None) -> None:
+    # PS3.4 C.2.2.2.5.1: "<date>-" matches that date and every later one, not one day.
+    schedule(patient_id="P4", accession="A4", sps_id="S4", start=local(2026, 12, 24, 9, 0))
+    by_date = lambda value: sps_ids(  # noqa: E731
+        worklist_query(sps={"ScheduledProcedureStepStartDate": value})
+    )
+    assert by_date("20261126-") == ["S3", "S4"]
+    assert by_date("20261127-") == ["S4"]
+    assert by_date("-20261126") == ["S1", "S2", "S3"]
 
 
 def test_time_ranges_match_the_time_of_day(three_steps: None) -> None:

@@ -161,6 +161,7 @@ def test_serve_runs_every_part_and_stops_cleanly(broker: Running) -> None:
     for prefix, port in (("HTTP", broker.http), ("DICOM", broker.dicom), ("HL7", broker.hl7)):
         assert any(line.startswith(prefix) and str(port) in line for line in output), text
     assert any(line.startswith("WORKER") for line in output), text
+    assert any(line.startswith("BEAT") for line in output), text
 
     status, body = http_get(broker.http, "/health/")
     assert status == 200

@@ -111,3 +111,23 @@ def test_a_final_step_cannot_be_rescheduled_in_the_admin(admin_client: Client) -
     step = schedule(status="COMPLETED")
     page = admin_client.get(f"/admin/worklist/scheduledprocedurestep/{step.pk}/change/")
     assert 'name="start_0"' not in page.text
+
+
+def test_an_objects_page_shows_its_audit_trail(admin_client: Client) -> None:
+    step = schedule()
+    from worklist import services
+
+    services.step_mark_arrived(actor=User.objects.get(username="root"), step_id=step.pk)
+    page = admin_client.get(f"/admin/worklist/scheduledprocedurestep/{step.pk}/change/")
+    assert "audit trail" in page.text.lower()
+    assert "step_change_status" in page.text and "ARRIVED" in page.text
+
+
+def test_orders_are_read_only_and_show_their_trail(admin_client: Client) -> None:
+    order = schedule().procedure.order
+    page = admin_client.get(f"/admin/worklist/order/{order.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.text
+    assert "audit trail" in page.text.lower()
+    patient = order.patient
+    assert admin_client.get(f"/admin/worklist/patient/{patient.pk}/change/").status_code == 200

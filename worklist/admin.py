@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
+from audit.selectors import entries_for
 from worklist import services
 from worklist.models import (
     Device,
@@ -24,8 +26,49 @@ from worklist.models import (
 from worklist.status import FINAL, SPSStatus
 
 
+def _changes(obj: Model | None) -> str:
+    """The object's audit entries, newest first, as a small table (read-only)."""
+    if obj is None or obj.pk is None:
+        return ""
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor_name or "system", e.action, e.before, e.after)
+            for e in entries_for(obj).order_by("-at", "-id")[:50]
+        ),
+    )
+    if not rows:
+        return "no change by a person recorded"
+    return format_html(
+        "<table><tr><th>when</th><th>who</th><th>what</th><th>before</th><th>after</th></tr>"
+        "{}</table>",
+        rows,
+    )
+
+
+class ChangesMixin:
+    """Shows the audit trail of the object on its page, to those who may read it."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if obj is not None and request.user.has_perm("audit.view_auditentry"):
+            fields.append("changes")
+        return fields
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = [f for f in super().get_fields(request, obj) if f != "changes"]  # type: ignore[misc]
+        if obj is not None and request.user.has_perm("audit.view_auditentry"):
+            fields.append("changes")
+        return fields
+
+    @admin.display(description="audit trail")
+    def changes(self, obj: Model) -> str:
+        return _changes(obj)
+
+
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin[Patient]):
+class PatientAdmin(ChangesMixin, admin.ModelAdmin[Patient]):
     list_display = ["patient_id", "issuer", "name", "birth_date", "sex", "merged_into"]
     search_fields = ["patient_id", "name_key"]
     # The identifier changes only by HL7 A47 / merge (patient_change_identifier).
@@ -49,7 +92,7 @@ class ProcedureInline(admin.TabularInline[RequestedProcedure, Order]):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin[Order]):
+class OrderAdmin(ChangesMixin, admin.ModelAdmin[Order]):
     list_display = ["accession_number", "patient", "priority", "created_at"]
     search_fields = ["accession_number", "placer_order_number", "filler_order_number"]
     raw_id_fields = ["patient"]
@@ -98,7 +141,7 @@ def _status_action(new_status: str, description: str) -> Any:
 
 
 @admin.register(ScheduledProcedureStep)
-class StepAdmin(admin.ModelAdmin[ScheduledProcedureStep]):
+class StepAdmin(ChangesMixin, admin.ModelAdmin[ScheduledProcedureStep]):
     list_display = ["sps_id", "modality", "start", "status", "station_name", "procedure"]
     list_filter = ["status", "modality"]
     search_fields = ["sps_id", "procedure__order__accession_number"]
@@ -119,7 +162,7 @@ class StepAdmin(admin.ModelAdmin[ScheduledProcedureStep]):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = list(self.readonly_fields)
+        fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.status in FINAL:
             fields.append("start")  # a final step is not rescheduled
         return fields

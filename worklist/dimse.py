@@ -108,7 +108,10 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
         for _element in identifier.iterall():
             pass
     except Exception as exc:
-        logger.warning("C-FIND from %s: identifier cannot be decoded: %s", calling_ae, exc)
+        # The kind only: the text may quote the value that could not be read.
+        logger.warning(
+            "C-FIND from %s: identifier cannot be decoded (%s)", calling_ae, type(exc).__name__
+        )
         yield (
             failure(status.UNABLE_TO_PROCESS_UNDECODABLE_IDENTIFIER, "Cannot decode identifier"),
             None,
@@ -147,24 +150,38 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
     builder, stations = result.builder, result.stations
     # Little Endian answers skip pynetdicom's per-answer encoding (see PendingSender).
     sender = (
-        net.PendingSender(assoc, event.context.context_id, event.request, pending)
+        net.PendingSender(
+            assoc,
+            event.context.context_id,
+            event.request,
+            pending,
+            is_cancelled=lambda: event.is_cancelled,
+            timeout=settings.DICOM_DIMSE_TIMEOUT,
+        )
         if transfer_syntax.is_little_endian
         else None
     )
+
+    watch, message_id = net.PeerWatch.of(assoc), int(event.request.MessageID or 0)
+    heard = False
+
+    def cancelled() -> bool:
+        # The watch also hears a C-CANCEL sent right behind its request, which
+        # pynetdicom's event.is_cancelled misses (see net.PeerWatch).
+        nonlocal heard
+        if not heard:
+            heard = sender.cancelled if sender is not None else watch.cancelled(message_id)
+        return heard
+
     sent = 0
     try:
         for row in result.rows:
-            # Writing directly, the DUL thread stays free to read a C-CANCEL; through
-            # its queue, it must be given the chance now and then.
+            # Writing directly, the sender hears the peer after each batch; through the
+            # DUL's queue, the DUL must be given its turn every few answers.
             if sent and sent % CANCEL_CHECK_EVERY == 0 and (sender is None or not sender.direct):
                 net.let_peer_speak(assoc, settings.DICOM_DIMSE_TIMEOUT)
-            if event.is_cancelled:
-                if sender is not None:
-                    sender.flush()
-                logger.info("C-FIND from %s cancelled after %d answers", calling_ae, sent)
-                outcome.count(assoc, "answers", sent)
-                yield status.CANCEL, None
-                return
+            if cancelled():
+                break
             if sender is None or not sender.send(builder.encode(row, stations)):
                 if sender is not None:
                     sender.flush()
@@ -172,6 +189,13 @@ def handle_find(event: evt.Event) -> Iterator[tuple[Any, Dataset | None]]:
             sent += 1
         if sender is not None:
             sender.flush()
+            # Answers not yet written when the cancel was heard are not sent.
+            sent -= sender.discard()
+        if cancelled() and sent < len(result.rows):
+            logger.info("C-FIND from %s cancelled after %d answers", calling_ae, sent)
+            outcome.count(assoc, "answers", sent)
+            yield status.CANCEL, None
+            return
     except OSError as exc:
         # A half-written PDU leaves the stream unusable: abort.
         logger.warning(

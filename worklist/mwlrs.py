@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from pydicom import Dataset
@@ -161,7 +161,7 @@ class _MwlView(APIView):
         identifier = identifier_from_query(request.query_params)
         try:
             matching = match(identifier, _options())
-            return_keys(identifier)
+            return_keys(identifier)  # refuses what the answers could not be built for
         except QueryError as exc:
             raise ValidationError({"detail": exc.comment}) from exc
         return identifier, matching.queryset
@@ -225,7 +225,7 @@ class MwlItemsView(_MwlView):
         if len(sps_ids) == len(entered["steps"]):
             steps = steps.filter(sps_id__in=sps_ids)
         # The stored item(s), built as a search would return them.
-        items = _items(_full_identifier(), steps, offset=0, limit=len(entered["steps"]) + 1000)
+        items = _items(_full_identifier(), steps, offset=0, limit=steps.count())
         return Response(items[0] if len(items) == 1 else items, status=status.HTTP_200_OK)
 
 
@@ -273,16 +273,18 @@ class MwlItemView(_MwlView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# dcm4chee's clients call these paths without a trailing slash; either form is served
+# (a redirect would lose a POST's body).
 urlpatterns = [
-    path("mwlitems/", MwlItemsView.as_view(), name="mwlitems"),
-    path("mwlitems/count/", MwlCountView.as_view(), name="mwlitems-count"),
-    path(
-        "mwlitems/<str:study_instance_uid>/<str:sps_id>/status/<str:new_status>/",
+    re_path(r"^mwlitems/?$", MwlItemsView.as_view(), name="mwlitems"),
+    re_path(r"^mwlitems/count/?$", MwlCountView.as_view(), name="mwlitems-count"),
+    re_path(
+        r"^mwlitems/(?P<study_instance_uid>[^/]+)/(?P<sps_id>[^/]+)/status/(?P<new_status>[^/]+)/?$",
         MwlStatusView.as_view(),
         name="mwlitem-status",
     ),
-    path(
-        "mwlitems/<str:study_instance_uid>/<str:sps_id>/",
+    re_path(
+        r"^mwlitems/(?P<study_instance_uid>[^/]+)/(?P<sps_id>[^/]+)/?$",
         MwlItemView.as_view(),
         name="mwlitem",
     ),

@@ -6,6 +6,8 @@ serves as SCP) and ``handlers()`` (``(event, handler)`` pairs):
 - Verification (C-ECHO): here.
 - Modality Worklist C-FIND: ``worklist.dimse``.
 - Modality Performed Procedure Step N-CREATE / N-SET: ``mpps.dimse``.
+- Storage C-STORE (received for routing): ``routing.dimse``; a module may name its own
+  ``TRANSFER_SYNTAXES``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from pydicom.uid import (
 from pynetdicom import AE, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
+from broker import metrics
+from broker.dicom import guard
 from core.dicom import outcome, status, workers
-from core.dicom.net import tune_socket
+from core.dicom.net import CheapCopyContexts, tune_socket
 from mpps import dimse as mpps_dimse
+from routing import dimse as routing_dimse
 from worklist import dimse as worklist_dimse
 from worklist.models import Device
 
@@ -45,6 +49,7 @@ pynetdicom_config.LOG_HANDLER_LEVEL = "none"
 
 
 def handle_echo(event: evt.Event) -> int:
+    outcome.count(event.assoc, "C-ECHO")
     return status.SUCCESS
 
 
@@ -69,6 +74,9 @@ def _peer(assoc: Any) -> str:
 def _ending(assoc: Any) -> str:
     if assoc.is_released:
         return "released"
+    abort_reason = getattr(assoc, "_broker_abort_reason", "")
+    if abort_reason:
+        return f"aborted ({abort_reason})"
     if assoc.is_aborted:
         return "aborted"
     if assoc.is_rejected:
@@ -83,10 +91,19 @@ def calling_ae_allowed(ae_title: str) -> bool:
 
 
 def handle_requested(event: evt.Event) -> None:
-    """EVT_REQUESTED: reject calling AE titles unknown to the device registry, if asked to."""
+    """EVT_REQUESTED: take an association slot (DICOM_MAX_ASSOCIATIONS), then reject
+    calling AE titles unknown to the device registry, if asked to."""
+    assoc: Any = event.assoc
+    conn = getattr(assoc, "_broker_connection", None)
+    server = assoc._server
+    if conn is not None and not server.table.claim(conn):
+        assoc._broker_reject_reason = "DICOM_MAX_ASSOCIATIONS reached"
+        # Rejected transient, by the service provider (presentation), local limit exceeded.
+        assoc.acse.send_reject(0x02, 0x03, 0x02)
+        assoc.kill()
+        return
     if not settings.DICOM_RESTRICT_CALLING_AE:
         return
-    assoc: Any = event.assoc
     calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
     try:
         allowed = workers.run(assoc, calling_ae_allowed, calling)
@@ -136,15 +153,17 @@ def handle_conn_open(event: evt.Event) -> None:
         finally:
             try:
                 counts = outcome.summary(assoc)
+                ending = _ending(assoc)
                 level = logging.WARNING if assoc.is_aborted or assoc.is_rejected else logging.INFO
                 logger.log(
                     level,
                     "DICOM association %s: %s in %.0f ms%s",
                     _peer(assoc),
-                    _ending(assoc),
+                    ending,
                     (time.monotonic() - started) * 1000,
                     f" ({counts})" if counts else "",
                 )
+                metrics.association_ended(ending, outcome.counts(assoc))
             finally:
                 # Django opens one database connection per thread: a handler that
                 # queried here (rather than on the database workers) leaves one open,
@@ -155,7 +174,7 @@ def handle_conn_open(event: evt.Event) -> None:
 
 
 def service_modules() -> list[Any]:
-    return [worklist_dimse, mpps_dimse]
+    return [worklist_dimse, mpps_dimse, routing_dimse]
 
 
 def handlers() -> list[Any]:
@@ -174,11 +193,14 @@ def build_ae() -> AE:
     ae = AE(ae_title=settings.BROKER_AE_TITLE)
     ae.add_supported_context(Verification, TRANSFER_SYNTAXES)
     for module in service_modules():
+        syntaxes = getattr(module, "TRANSFER_SYNTAXES", TRANSFER_SYNTAXES)
         for uid in module.SOP_CLASSES:
-            ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+            ae.add_supported_context(uid, syntaxes)
     # Associations addressed to another called AE title are rejected.
     ae.require_called_aet = True
-    ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
+    # DICOM_MAX_ASSOCIATIONS is enforced by the guard when an association request
+    # arrives (pynetdicom's own count includes connections that never asked for one).
+    ae.maximum_associations = 1_000_000
     ae.acse_timeout = settings.DICOM_ACSE_TIMEOUT
     ae.dimse_timeout = settings.DICOM_DIMSE_TIMEOUT
     ae.network_timeout = settings.DICOM_NETWORK_TIMEOUT
@@ -210,30 +232,49 @@ def tls_context() -> ssl.SSLContext | None:
     return context
 
 
-def start(host: str, port: int, *, block: bool) -> ThreadedAssociationServer | None:
+def limits() -> guard.Limits:
+    return guard.Limits(
+        max_associations=settings.DICOM_MAX_ASSOCIATIONS,
+        per_host=settings.DICOM_MAX_ASSOCIATIONS_PER_HOST,
+        max_pending=settings.DICOM_MAX_ASSOCIATIONS,
+        acse_timeout=settings.DICOM_ACSE_TIMEOUT,
+        network_timeout=settings.DICOM_NETWORK_TIMEOUT,
+        max_pdu=settings.DICOM_MAX_PDU,
+        max_message=settings.DICOM_MAX_MESSAGE_BYTES,
+    )
+
+
+def start(host: str, port: int, *, block: bool) -> guard.GuardedServer | None:
     """Start the listener; with ``block=False`` return the running server."""
     ae = build_ae()
     db_workers = workers.DatabaseWorkers(settings.DICOM_DB_WORKERS)
     workers.register(ae, db_workers)
     try:
-        server: ThreadedAssociationServer | None = ae.start_server(
+        server = guard.start_server(
+            ae,
             (host, port),
-            block=block,
+            limits(),
             evt_handlers=handlers(),
             ssl_context=tls_context(),
+            contexts=CheapCopyContexts(ae.supported_contexts),
         )
     except BaseException:
         db_workers.close()
         raise
-    if server is None:  # block=True: the server has stopped
-        db_workers.close()
-        return None
-    # Stopping the listener also closes the workers' database connections.
+    # Stopping the listener closes every connection, then the workers' database
+    # connections.
     stop_server = server.shutdown
 
     def shutdown() -> None:
         stop_server()
+        server.abort_all()
         db_workers.close()
 
     server.shutdown = shutdown  # type: ignore[method-assign]
+    if block:
+        try:
+            server.wait_stopped()
+        finally:
+            server.shutdown()
+        return None
     return server

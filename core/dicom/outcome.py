@@ -22,6 +22,11 @@ def count(assoc: Any, name: str, amount: int = 1) -> None:
         counts[name] = counts.get(name, 0) + amount
 
 
+def counts(assoc: Any) -> dict[str, int]:
+    with _lock:
+        return dict(getattr(assoc, _ATTRIBUTE, None) or {})
+
+
 def summary(assoc: Any) -> str:
     counts: dict[str, int] = getattr(assoc, _ATTRIBUTE, None) or {}
     return ", ".join(f"{name}={value}" for name, value in counts.items())

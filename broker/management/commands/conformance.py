@@ -89,6 +89,7 @@ DICOM_SETTINGS = (
     "BROKER_UID_ROOT",
     "DICOM_",
     "MWL_",
+    "ROUTING_",
     "TIME_ZONE",
     "LOG_LEVEL",
 )
@@ -204,6 +205,7 @@ STATUS_SECTIONS: dict[str, str] = {
     "C-FIND": "mwl-statuses",
     "N-CREATE": "mpps-statuses",
     "N-SET": "mpps-statuses",
+    "C-STORE": "store-statuses",
 }
 
 
@@ -379,6 +381,7 @@ def _statuses_of(section: str) -> Callable[[], str]:
 echo_statuses = _statuses_of("echo-statuses")
 mwl_statuses = _statuses_of("mwl-statuses")
 mpps_statuses = _statuses_of("mpps-statuses")
+store_statuses = _statuses_of("store-statuses")
 
 
 def _key_rows(attrs: Iterable[Attr], depth: int = 0) -> list[tuple[str, ...]]:
@@ -783,6 +786,7 @@ DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {
         "mwl-statuses": mwl_statuses,
         "mpps-attributes": mpps_attributes,
         "mpps-statuses": mpps_statuses,
+        "store-statuses": store_statuses,
         "dicom-configuration": dicom_configuration,
         "character-sets": character_sets,
     },

@@ -1,8 +1,8 @@
 """``manage.py serve``: the whole broker on one machine, in the foreground.
 
-Starts four processes (the same commands a scaled deployment runs on their own) and
-supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener and a
-Celery worker. SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
+Starts five processes (the same commands a scaled deployment runs on their own) and
+supervises them: the HTTP server (gunicorn), the DICOM listener, the HL7 listener, a
+Celery worker and Celery beat (the periodic tasks of ``CELERY_BEAT_SCHEDULE``). SIGINT / SIGTERM stop them all; if one dies, the rest are stopped too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from core.listeners import ensure_port_free
 
 STOP_TIMEOUT = 15.0
+COLD_AFTER = 4.0  # seconds before STOP_TIMEOUT at which a worker still busy gets SIGQUIT
 READY_TIMEOUT = 60.0
 
 
@@ -48,10 +49,12 @@ class Part:
 
 
 class Command(BaseCommand):
-    help = "Run the whole broker: HTTP, DICOM, HL7 listeners and a Celery worker."
+    help = "Run the whole broker: HTTP, DICOM, HL7 listeners, a Celery worker and beat."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="do not start a Celery worker nor beat"
+        )
 
     def handle(self, *args: Any, no_worker: bool, **options: Any) -> None:
         bind = settings.BROKER_BIND
@@ -73,10 +76,23 @@ class Command(BaseCommand):
                     f"{host}:{settings.BROKER_HTTP_PORT}",
                     "--workers",
                     str(settings.BROKER_HTTP_WORKERS),
-                    "--access-logfile",
-                    "-",
+                    *(
+                        [
+                            "--access-logfile",
+                            "-",
+                            "--access-logformat",
+                            settings.HTTP_ACCESS_LOG_FORMAT,
+                            "--logger-class",
+                            "broker.httplog.AccessLogger",
+                        ]
+                        if settings.HTTP_ACCESS_LOG
+                        else []
+                    ),
                     "--log-level",
                     "warning",
+                    # Within STOP_TIMEOUT: requests in progress get this long to finish.
+                    "--graceful-timeout",
+                    str(int(STOP_TIMEOUT / 2)),
                 ],
                 settings.BROKER_HTTP_PORT,
                 f"HTTP   http://{host}:{settings.BROKER_HTTP_PORT}/ (admin /admin/, API /api/v1/, health /health/)",
@@ -118,6 +134,26 @@ class Command(BaseCommand):
                     f"WORKER celery ({broker_url})",
                 )
             )
+            parts.append(
+                Part(
+                    "beat",
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "broker",
+                        "--quiet",
+                        "beat",
+                        "--loglevel",
+                        "WARNING",
+                        "--schedule",
+                        settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                    ],
+                    None,
+                    f"BEAT   celery beat ({len(settings.CELERY_BEAT_SCHEDULE)} periodic task(s))",
+                )
+            )
 
         stop_requested: list[int] = []
 
@@ -127,6 +163,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
+        _empty_metrics_dir()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env["BROKER_SUPERVISED"] = "1"
@@ -175,16 +212,44 @@ class Command(BaseCommand):
                 raise CommandError(f"the {part.name} process exited with code {code}")
 
     def _stop(self, parts: list[Part]) -> None:
-        running = [p.process for p in parts if p.process and p.process.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
+        """SIGTERM to every part; each stops within STOP_TIMEOUT on its own.
+
+        The listeners close idle connections and finish the message or query in hand;
+        gunicorn gets half of STOP_TIMEOUT for requests in progress. A Celery worker's
+        warm shutdown waits for its tasks: if one is still running with COLD_AFTER left,
+        SIGQUIT makes it stop at once (the task, acknowledged late, is run again by the
+        next worker). SIGKILL only if a part still has not stopped, and it is reported.
+        """
+        running = [p for p in parts if p.process and p.process.poll() is None]
+        for part in running:
+            assert part.process is not None
+            part.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        for process in running:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        cold = deadline - COLD_AFTER
+        while time.monotonic() < deadline and any(
+            p.process and p.process.poll() is None for p in running
+        ):
+            if time.monotonic() >= cold:
+                for part in running:
+                    if part.name == "worker" and part.process and part.process.poll() is None:
+                        part.process.send_signal(signal.SIGQUIT)
+                cold = deadline + 1
+            time.sleep(0.05)
+        for part in running:
+            assert part.process is not None
+            if part.process.poll() is None:
+                self.stderr.write(
+                    f"error: the {part.name} process did not stop within {STOP_TIMEOUT:.0f} s; killed"
+                )
+                part.process.kill()
+                part.process.wait()
+
+
+def _empty_metrics_dir() -> None:
+    """prometheus-client's multiprocess files of an earlier run (see broker.metrics)."""
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", settings.METRICS_DIR))
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
 
 
 def _accepts(host: str, port: int) -> bool:
