@@ -78,7 +78,11 @@ def hl7_listener() -> str:
 
 def _tcp(host: str, port: int) -> str:
     try:
-        with socket.create_connection((host, port), timeout=settings.HEALTH_TIMEOUT):
+        with socket.create_connection((host, port), timeout=settings.HEALTH_TIMEOUT) as sock:
+            # Nothing listening, and the kernel chose ``port`` as the source port: TCP
+            # connected the socket to itself.
+            if sock.getsockname() == sock.getpeername():
+                return "down: nothing listening"
             return OK
     except OSError as exc:
         return f"down: {type(exc).__name__}"

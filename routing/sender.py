@@ -349,6 +349,9 @@ def commit(target: Target, items: list[Item], *, wait: float) -> Commitment:
         return STORE_SUCCESS, None
 
     ae = _new_ae()
+    # The association stays idle while the report is awaited: its idle timeout must not
+    # end it first.
+    ae.network_timeout = wait + settings.ROUTING_TIMEOUT
     ae.add_requested_context(STORAGE_COMMITMENT)
     assoc = ae.associate(
         target.host,

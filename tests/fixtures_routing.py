@@ -204,9 +204,20 @@ class StoreSCP:
                 self.process.wait()
         self.process = None
 
-    def received(self) -> Counter[str]:
-        """SOP Instance UID -> how many times it was received."""
-        return Counter(sop_uid_of(path) for path in self.folder.iterdir() if path.is_file())
+    def received(self, *, partial_ok: bool = False) -> Counter[str]:
+        """SOP Instance UID -> how many times it was received. ``partial_ok``: skip a file
+        storescp is still writing (while waiting; once the job is finished, every file
+        must be whole)."""
+        found: Counter[str] = Counter()
+        for path in self.folder.iterdir():
+            if not path.is_file():
+                continue
+            try:
+                found[sop_uid_of(path)] += 1
+            except Exception:
+                if not partial_ok:
+                    raise
+        return found
 
 
 @pytest.fixture

@@ -234,6 +234,8 @@ def web(running: Running) -> None:
     opener.open(f"{base}/api/v1/steps/?patient_name={CANARY}", timeout=20).read()
 
 
+# serve, migrations and five processes on a loaded machine: more than the default.
+@pytest.mark.timeout(360)
 def test_the_canary_never_appears_in_any_log_line(
     serve_with_admin: Running, canary_ris: CanaryRIS
 ) -> None:

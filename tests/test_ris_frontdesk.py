@@ -32,9 +32,9 @@ def test_canceling_the_other_step_of_a_performed_order_sends_cm(
     services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(performed))
     services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
     # One step done, one still scheduled: the order is in progress.
-    assert [order_status_of_message(m) for m in ris_server.wait_for(1)] == ["IP"]
+    assert [order_status_of_message(m) for m in ris_server.wait_for(1, timeout=60)] == ["IP"]
     step_cancel(actor=None, step_id=other.pk)
-    received = ris_server.wait_for(2)
+    received = ris_server.wait_for(2, timeout=60)
     assert [order_status_of_message(m) for m in received] == ["IP", "CM"]
 
 
@@ -48,5 +48,5 @@ def test_canceling_a_step_of_an_order_nobody_performed_sends_nothing(
     services.mpps_create(sop_instance_uid=generate_uid(), ds=n_create_dataset(probe))
     # The worker takes tasks in order: once the probe's IP has arrived, the cancel's
     # follow-up has run, and an order nobody performed got no message.
-    wait_until(lambda: len(ris_server.received) >= 1)
+    wait_until(lambda: len(ris_server.received) >= 1, timeout=60)
     assert not OutboundMessage.objects.filter(order_id=step.procedure.order_id).exists()

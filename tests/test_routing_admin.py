@@ -15,7 +15,7 @@ from routing import services
 from routing.models import Destination, RoutingJob
 from tests.fixtures_routing import rule_to, spool_files, write_study
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
 
 def _job(tmp_path: Path, destination: Destination) -> int:

@@ -19,7 +19,7 @@ from tests.fixtures_routing import destination_for, rule_to, spool_files, write_
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
 
 @pytest.fixture

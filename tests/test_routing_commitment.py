@@ -22,7 +22,7 @@ from routing.models import Destination, JobItem, RoutingJob
 from tests.conftest import get_free_port
 from tests.fixtures_routing import rule_to, spool_files, write_study
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
 COMMITMENT = "1.2.840.10008.1.20.1"
 

@@ -26,7 +26,7 @@ from tests.fixtures_routing import (
     write_study,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
 
 def _performed(uids: list[str]) -> Dataset:

@@ -16,7 +16,7 @@ from routing import jobs, sender, services
 from routing.models import JobItem, RoutingJob
 from tests.fixtures_routing import destination_for, rule_to, spool_files, wait_for, write_study
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
 
 def _study(tmp_path: Path, count: int = 4, **kwargs: Any) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ from routing import services, spool
 from routing.models import Destination, JobItem, RoutingJob, StoredInstance
 from tests.fixtures_routing import rule_to, spool_files, write_study
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
 
 def test_only_old_instances_no_job_still_needs_leave_the_spool(

@@ -54,7 +54,7 @@ def test_each_condition(conditions: dict[str, str], expected: bool) -> None:
     assert rule_matches(conditions, FACTS) is expected
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_study_goes_to_the_union_of_the_destinations_of_matching_rules(
     routing_settings: Any, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import pytest
 from pydicom import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -24,16 +25,31 @@ from tests.test_serve import Running, broker, manage, serve_env
 __all__ = ["broker", "serve_env"]  # fixtures, used by name
 
 
+# serve, migrations and five processes on a loaded machine: more than the default.
+@pytest.mark.timeout(360)
 def test_serve_stops_in_time_with_open_connections_and_loses_no_acked_message(
     broker: Running,
 ) -> None:
-    broker.wait_for_line("Broker running")
+    started_lines = broker.wait_for_line("Broker running")
+
+    def connect(port: int) -> socket.socket:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError as exc:
+            time.sleep(1)
+            more = []
+            while not broker.lines.empty():
+                more.append(broker.lines.get())
+            raise AssertionError(
+                f"port {port}: {exc}; serve said:\n" + "".join(started_lines + more)
+            ) from exc
+
     # Idle: an MLLP connection that sent nothing, one that sent half a message, a raw
     # DICOM connection, and an established association that asks nothing.
-    idle_hl7 = socket.create_connection(("127.0.0.1", broker.hl7), timeout=10)
-    half_hl7 = socket.create_connection(("127.0.0.1", broker.hl7), timeout=10)
+    idle_hl7 = connect(broker.hl7)
+    half_hl7 = connect(broker.hl7)
     half_hl7.sendall(START + b"MSH|^~\\&|RIS|HOSP|WORKLIST|BROKER|2026")
-    idle_dicom = socket.create_connection(("127.0.0.1", broker.dicom), timeout=10)
+    idle_dicom = connect(broker.dicom)
     ae = AE(ae_title="IDLESCU")
     ae.add_requested_context(Verification)
     ae.add_requested_context(ModalityWorklistInformationFind)

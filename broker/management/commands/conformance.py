@@ -34,7 +34,7 @@ from pydicom.datadict import dictionary_description
 from pydicom.uid import UID
 from pynetdicom import AE, evt
 
-from broker.dicom import server
+from broker.dicom import guard, server
 from core import mllp
 from core.dicom import status
 from hl7v2 import charsets, errors, mapping, msh
@@ -177,13 +177,10 @@ def default_ae() -> AE:
         return server.build_ae()
 
 
-def default_limits() -> Any:
-    """The listener's connection limits beyond the AE's own, if it has any (``limits()``)."""
-    make = getattr(server, "limits", None)
-    if make is None:
-        return None
+def default_limits() -> guard.Limits:
+    """The listener's connection limits (``broker.dicom.guard``), settings at their defaults."""
     with _at_defaults():
-        return make()
+        return server.limits()
 
 
 def bound_events() -> set[Any]:
@@ -233,10 +230,11 @@ def _roles(cx: Any) -> tuple[str, str]:
 
 
 def network_services() -> str:
-    rows = []
-    for cx in _contexts():
-        scu, scp = _roles(cx)
-        rows.append((uid_name(cx.abstract_syntax), f"`{cx.abstract_syntax}`", scu, scp))
+    """Every SOP class the listener provides, and those the broker only uses (SCU)."""
+    roles: dict[str, tuple[str, str]] = {str(cx.abstract_syntax): _roles(cx) for cx in _contexts()}
+    for uid in scu_sop_classes() - set(roles):
+        roles[uid] = ("Yes", "No")
+    rows = [(uid_name(uid), f"`{uid}`", *roles[uid]) for uid in sorted(roles)]
     return table(("SOP class", "UID", "User of service (SCU)", "Provider of service (SCP)"), rows)
 
 
@@ -270,8 +268,7 @@ def association_policies() -> str:
     ae = default_ae()
     limits = default_limits()
     events = bound_events()
-    pdu = ae.maximum_pdu_size
-    max_associations = getattr(limits, "max_associations", ae.maximum_associations)
+    pdu = limits.max_pdu
     rows = [
         ("Application context name", f"`{APPLICATION_CONTEXT}`", ""),
         ("Called AE title", f"`{ae.ae_title}`; any other is rejected", "`BROKER_AE_TITLE`"),
@@ -281,37 +278,42 @@ def association_policies() -> str:
             "`DICOM_RESTRICT_CALLING_AE`",
         ),
         (
-            "Maximum PDU size received",
-            f"{pdu} bytes" if pdu else "unlimited",
-            "`DICOM_MAX_PDU` (0: unlimited)",
+            "Maximum PDU size received (P-DATA-TF)",
+            f"{pdu} bytes; a longer PDU: A-ABORT"
+            if pdu
+            else f"none announced; longer than {guard.UNLIMITED_PDU_CAP} bytes: A-ABORT",
+            "`DICOM_MAX_PDU` (0: none announced)",
+        ),
+        (
+            "Largest other PDU received (A-ASSOCIATE-RQ...)",
+            f"{guard.OTHER_PDU_LIMIT} bytes; longer: A-ABORT",
+            "",
+        ),
+        (
+            "Largest DIMSE message received (command and data set held in memory)",
+            f"{limits.max_message} bytes; larger: A-ABORT",
+            "`DICOM_MAX_MESSAGE_BYTES`",
+        ),
+        (
+            "Requests waiting on one association",
+            f"{guard.MAX_QUEUED_MESSAGES}; more: A-ABORT",
+            "",
         ),
         ("Maximum PDU size sent", "the peer's maximum PDU size", ""),
         (
             "Maximum number of simultaneous associations",
-            max_associations,
+            limits.max_associations,
             "`DICOM_MAX_ASSOCIATIONS`",
         ),
-        *(
-            [
-                (
-                    "Maximum connections from one address",
-                    limits.per_host,
-                    "`DICOM_MAX_ASSOCIATIONS_PER_HOST`",
-                )
-            ]
-            if hasattr(limits, "per_host")
-            else []
+        (
+            "Maximum connections from one address",
+            f"{limits.per_host}; more are closed at accept",
+            "`DICOM_MAX_ASSOCIATIONS_PER_HOST`",
         ),
-        *(
-            [
-                (
-                    "Largest DIMSE message received",
-                    f"{limits.max_message} bytes",
-                    "`DICOM_MAX_MESSAGE_BYTES`",
-                )
-            ]
-            if hasattr(limits, "max_message")
-            else []
+        (
+            "Connections waiting for their A-ASSOCIATE-RQ",
+            f"{limits.max_pending}; then the oldest of the address holding most is closed",
+            "`DICOM_MAX_ASSOCIATIONS`",
         ),
         (
             "Asynchronous operations window",
@@ -330,9 +332,18 @@ def association_policies() -> str:
             "supported" if evt.EVT_USER_ID in events else "not supported (ignored)",
             "",
         ),
-        ("ACSE timeout", f"{ae.acse_timeout:g} s", "`DICOM_ACSE_TIMEOUT`"),
+        (
+            "ACSE timeout",
+            f"{limits.acse_timeout:g} s from accept to the A-ASSOCIATE-RQ (TLS handshake included)",
+            "`DICOM_ACSE_TIMEOUT`",
+        ),
         ("DIMSE timeout", f"{ae.dimse_timeout:g} s", "`DICOM_DIMSE_TIMEOUT`"),
-        ("Network (idle) timeout", f"{ae.network_timeout:g} s", "`DICOM_NETWORK_TIMEOUT`"),
+        (
+            "Network timeout",
+            f"{limits.network_timeout:g} s: an idle association; the rest of a PDU once it "
+            "has started; every write",
+            "`DICOM_NETWORK_TIMEOUT`",
+        ),
         ("Implementation class UID", f"`{ae.implementation_class_uid}`", ""),
         ("Implementation version name", f"`{ae.implementation_version_name}`", ""),
     ]
@@ -715,6 +726,8 @@ def ihe_transactions() -> str:
     sop = {str(cx.abstract_syntax) for cx in default_ae().supported_contexts}
     messages = sorted(f"{kind}^{event}" for kind, event in mapping.SUPPORTED)
     storage = sorted(u for u in sop if u.startswith("1.2.840.10008.5.1.4.1.1."))
+    scu = scu_sop_classes()
+    scu_storage = sorted(u for u in scu if u.startswith("1.2.840.10008.5.1.4.1.1."))
 
     def adt(events: Sequence[str]) -> list[str]:
         return [m for m in messages if m.startswith("ADT^") and m[4:] in events]
@@ -767,9 +780,19 @@ def ihe_transactions() -> str:
             f"Storage SCP, {len(storage)} SOP classes" if storage else "",
         ),
         row(
+            "RAD-8 Modality Images Stored, forwarded",
+            "sender, to the routing destinations (as a modality sends to an Image Archive)",
+            f"Storage SCU, {len(scu_storage)} SOP classes" if scu_storage else "",
+        ),
+        row(
             "RAD-10 Storage Commitment",
             "responder (Image Manager)",
             "Storage Commitment Push Model SCP" if STORAGE_COMMITMENT in sop else "",
+        ),
+        row(
+            "RAD-10 Storage Commitment, for forwarded studies",
+            "requester, to destinations that require it",
+            "Storage Commitment Push Model SCU" if STORAGE_COMMITMENT in scu else "",
         ),
         row("Other ADT events accepted (outside Scheduled Workflow)", "receiver", other_adt),
     ]

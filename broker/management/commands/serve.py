@@ -254,7 +254,9 @@ def _empty_metrics_dir() -> None:
 
 def _accepts(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            # With nothing listening yet, the kernel may pick ``port`` itself as the
+            # ephemeral source port, and TCP connects the socket to itself.
+            return bool(sock.getsockname() != sock.getpeername())
     except OSError:
         return False
