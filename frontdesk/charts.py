@@ -96,6 +96,11 @@ def line_chart(
                 )
             for px, py in points:
                 out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{colour}"/>')
+    if not values:
+        out.append(
+            f'<text class="axis" x="{LEFT + plot_w / 2:.0f}" y="{TOP + plot_h / 2:.0f}" '
+            'text-anchor="middle">No figures in this period</text>'
+        )
     out.append("</svg>")
     return mark_safe("".join(out))  # noqa: S308 - every text in it is escaped above
 

@@ -6,6 +6,7 @@ in a fixed number of queries, whatever the number of steps.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ from frontdesk.status import StatusWord, step_word
 from hl7v2.selectors import messages_failed
 from mpps.models import OutboundMessage, PerformedProcedureStep
 from mpps.status import MPPSStatus, OutboundState
-from worklist.models import ScheduledProcedureStep
+from worklist.models import ScheduledProcedureStep, StationAETitle
 from worklist.selectors import step_list
 
 
@@ -202,6 +203,51 @@ def board(*, day: date) -> list[BoardGroup]:
             groups[key] = BoardGroup(modality=step.modality or "—", station=station or "—")
         groups[key].rows.append(row)
     return [groups[k] for k in sorted(groups)]
+
+
+def board_signature(*, day: date) -> str:
+    """A short digest of everything the board shows for ``day``: the steps (status, time,
+    station), their patient, order and procedure (changed when any is saved), their
+    MPPS (status and version: every N-SET counts) and routing state.
+
+    Much cheaper than the board itself (plain columns, no rendering): an open board polls
+    with the digest it shows and is only sent the board again when it differs.
+    """
+    steps = list(
+        ScheduledProcedureStep.objects.filter(start_date=day)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "status",
+            "start",
+            "modality",
+            "station_name",
+            "description",
+            "updated_at",
+            "procedure__updated_at",
+            "procedure__order__updated_at",
+            "procedure__order__patient__updated_at",
+            "procedure__study_instance_uid",
+        )
+    )
+    stations = list(
+        StationAETitle.objects.filter(step__start_date=day)
+        .order_by("step_id", "ae_title")
+        .values_list("step_id", "ae_title")
+    )
+    performed = list(
+        PerformedProcedureStep.objects.filter(links__step__start_date=day)
+        .order_by("pk")
+        .values_list("pk", "links__step", "status", "version")
+    )
+    routing = (
+        sorted(routing_hook.board_states({row[-1] for row in steps}).items())
+        if routing_hook.installed()
+        else []
+    )
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(repr((steps, stations, performed, routing)).encode())
+    return digest.hexdigest()
 
 
 def filter_choices() -> dict[str, list[str]]:

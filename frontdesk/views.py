@@ -103,7 +103,10 @@ class BoardView(StaffPage, TemplateView):
         today = timezone.localdate()
         day = _day(self.request.GET.get("date"), today)
         wall = self.request.GET.get("wall") in ("1", "true", "yes")
-        query = self.request.GET.urlencode()
+        query = self.request.GET.copy()
+        # Before the board is read: a change landing in between makes the next poll
+        # differ (and fetch the board again) instead of being missed.
+        query["shown"] = selectors.board_signature(day=day)
         context.update(
             day=day,
             today=today,
@@ -111,15 +114,25 @@ class BoardView(StaffPage, TemplateView):
             groups=selectors.board(day=day),
             routing=routing_hook.installed(),
             refresh_seconds=settings.BOARD_REFRESH_SECONDS,
-            rows_query=f"?{query}" if query else "",
+            rows_query=f"?{query.urlencode()}",
         )
         return context
 
 
 class BoardRowsView(BoardView):
-    """The board's groups alone: what htmx swaps in on every poll."""
+    """The board's groups alone, for htmx's poll. ``shown`` is the digest of the board the
+    browser shows (:func:`frontdesk.selectors.board_signature`): while nothing changed
+    the answer is an empty 204, which htmx leaves as it is."""
 
     template_name = "frontdesk/board_groups.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        shown = request.GET.get("shown")
+        if shown:
+            day = _day(request.GET.get("date"), timezone.localdate())
+            if shown == selectors.board_signature(day=day):
+                return HttpResponse(status=204)
+        return super().get(request, *args, **kwargs)
 
 
 def _chart_series(

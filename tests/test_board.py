@@ -12,9 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
-from mpps.services import mpps_create
+from mpps.services import mpps_create, mpps_set
 from tests.fixtures_dicom import schedule
-from tests.fixtures_mpps import n_create_dataset
+from tests.fixtures_mpps import n_create_dataset, n_set_dataset
+from worklist import services
 
 pytestmark = pytest.mark.django_db
 
@@ -115,11 +116,53 @@ def test_the_fragment_is_the_groups_alone(lead_client: Client) -> None:
     assert "<header" not in html
 
 
+def shown(html: str) -> str:
+    """The URL the board polls, with the digest of what it shows."""
+    found = re.search(r'hx-get="(/board/rows/\?[^"]+)"', html)
+    assert found, "the board does not poll"
+    return found.group(1).replace("&amp;", "&")
+
+
 def test_the_page_polls_its_fragment(lead_client: Client) -> None:
     html = lead_client.get("/board/?wall=1").content.decode()
-    assert 'hx-get="/board/rows/?wall=1"' in html
+    assert re.match(r"/board/rows/\?wall=1&shown=[0-9a-f]{24}$", shown(html))
     assert 'hx-trigger="every 2.0s"' in html
+    assert 'hx-swap="outerHTML"' in html
     assert "/static/frontdesk/htmx.min.js" in html
+
+
+def test_a_poll_gets_nothing_while_nothing_changed(lead_client: Client) -> None:
+    schedule(start=today_at(9))
+    poll = shown(lead_client.get("/board/").content.decode())
+    response = lead_client.get(poll)
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+@pytest.mark.parametrize("change", ["status", "patient", "reschedule", "mpps", "new step"])
+def test_a_poll_gets_the_board_again_after_a_change(lead_client: Client, change: str) -> None:
+    step = schedule(start=today_at(9), accession="ACC1")
+    uid = generate_uid()
+    if change == "mpps":
+        mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step))
+    poll = shown(lead_client.get("/board/").content.decode())
+    if change == "status":
+        services.step_set_status(step=step, new_status="ARRIVED")
+    elif change == "patient":
+        services.patient_upsert(patient_id="P1", fields={"name": "DOE^JONATHAN"})
+    elif change == "reschedule":
+        services.step_upsert(
+            procedure=step.procedure, sps_id=step.sps_id, fields={"start": today_at(11)}
+        )
+    elif change == "mpps":
+        mpps_set(sop_instance_uid=uid, modification=n_set_dataset())
+    else:
+        schedule(accession="ACC2", patient_id="P2", sps_id="S2", start=today_at(10))
+    response = lead_client.get(poll)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "ACC1" in html
+    assert shown(html) != poll
 
 
 def test_the_wall_display_has_no_controls(lead_client: Client) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
@@ -26,6 +27,7 @@ from tests.fixtures_pages import BrowserPage, morning
 from tests.hl7_messages import orm, pid
 from tests.scu import keep_responses
 from worklist import services
+from worklist.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -130,6 +132,23 @@ def test_the_board_and_wall_display_of_a_working_day(
     browser_page: BrowserPage, lead_user: User
 ) -> None:
     morning()
+    if apps.is_installed("routing"):
+        # The completed study went to the PACS; the one in progress waits for the AI node.
+        destination = apps.get_model("routing", "Destination")
+        job = apps.get_model("routing", "RoutingJob")
+        for name, accession, status in (
+            ("PACS", "A20260000", "COMPLETED"),
+            ("AI", "A20260001", "SCHEDULED"),
+        ):
+            job.objects.create(
+                study_instance_uid=Order.objects.get(accession_number=accession)
+                .procedures.get()
+                .study_instance_uid,
+                destination=destination.objects.create(
+                    name=name, ae_title=name, host="127.0.0.1", port=104
+                ),
+                status=status,
+            )
     page = browser_page.page
     browser_page.sign_in("lead", "/board/")
     rooms = page.locator("section.room")

@@ -22,6 +22,7 @@ def test_it_draws_a_solid_median_and_a_dashed_p90_line_per_series() -> None:
     assert svg.count("<circle") == 6
     assert ">60</text>" in svg  # the axis ends on a round number above 52
     assert "<title>Order → start</title>" in svg
+    assert "No figures" not in svg
 
 
 def test_it_escapes_what_it_writes() -> None:
@@ -32,3 +33,4 @@ def test_it_escapes_what_it_writes() -> None:
 def test_an_empty_chart_still_has_an_axis() -> None:
     svg = line_chart(title="Empty", days=[date(2026, 12, 1)], series=[])
     assert "<polyline" not in svg and ">0</text>" in svg
+    assert "No figures in this period" in svg
