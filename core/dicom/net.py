@@ -27,7 +27,6 @@ import struct
 import sys
 import termios
 import time
-import weakref
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any
@@ -142,10 +141,16 @@ class PeerWatch:
 
     @classmethod
     def of(cls, assoc: Any) -> PeerWatch:
-        """The watch of ``assoc`` (bound on first use, kept for the association)."""
-        watch = _WATCHES.get(assoc)
+        """The watch of ``assoc`` (bound on first use, kept for the association).
+
+        Kept as an attribute of the association, so that the two go together: a
+        WeakKeyDictionary of watches would never let an association go, since its watch
+        (the value) refers to it.
+        """
+        watch: PeerWatch | None = getattr(assoc, _WATCH_ATTRIBUTE, None)
         if watch is None:
-            watch = _WATCHES[assoc] = cls(assoc)
+            watch = cls(assoc)
+            setattr(assoc, _WATCH_ATTRIBUTE, watch)
         return watch
 
     @property
@@ -225,7 +230,7 @@ class PeerWatch:
             pause = min(pause * 2, 0.0005)
 
 
-_WATCHES: weakref.WeakKeyDictionary[Any, PeerWatch] = weakref.WeakKeyDictionary()
+_WATCH_ATTRIBUTE = "_broker_peer_watch"
 # PS3.7 Table E.1-1: Command Field of C-CANCEL-RQ (responses have bit 15 set).
 _C_CANCEL_RQ = 0x0FFF
 # Linux: bytes in the send queue not yet sent (SIOCOUTQNSD, linux/sockios.h).
