@@ -20,7 +20,9 @@ from tests.scu import keep_responses
 
 def _alive() -> int:
     gc.collect()
-    return sum(isinstance(o, Association) for o in gc.get_objects())
+    # type(), not isinstance(): gc also lists dead weak proxies, which isinstance()
+    # would dereference (ReferenceError).
+    return sum(type(o) is Association for o in gc.get_objects())
 
 
 def _associations(listener: Listener, count: int) -> None:
