@@ -1,4 +1,4 @@
-"""MPPS throughput: N-CREATE + N-SET pairs per second over 1 and 8 associations.
+"""MPPS throughput: N-CREATE + N-SET pairs per second over 1, 4 and 8 associations.
 
 Run from the project root (a script that prints figures, not a test):
 
@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200, help="pairs per run (default 200)")
     parser.add_argument("--runs", type=int, default=5, help="runs per case (default 5)")
     parser.add_argument("--port", type=int, default=0, help="a running listener on this DB")
+    parser.add_argument(
+        "--associations", default="1,4,8", help="parallel associations per case (default 1,4,8)"
+    )
     args = parser.parse_args()
 
     db = settings.DATABASES["default"]
@@ -145,7 +148,7 @@ def main() -> None:
             env={**os.environ, "BROKER_SUPERVISED": "1"},
         )
         wait_for_port(port)
-    cases = (1, 8)
+    cases = [int(n) for n in args.associations.split(",")]
     results: dict[int, list[float]] = {}
     used: list[ScheduledProcedureStep] = []
     try:

@@ -10,6 +10,9 @@ own short transaction, so a large first purge never holds a long lock on a busy 
   messages stay: they explain why). The messages stay: they say which statuses were sent.
 - Sessions that have expired.
 - Worker heartbeats of workers not seen for that long (hosts that are gone).
+- Failed-login records (django-axes) older than the lock-out cool-off: they no longer
+  count towards a lock-out, so nothing reads them.
+- The staff audit trail, by its time (default six years, as HIPAA keeps its records).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit.models import AuditEntry
+from axes.models import AccessAttempt
 from broker.models import WorkerHeartbeat
 from hl7v2.models import InboundMessage
 from mpps.models import OutboundAttempt, PerformedProcedureStep
@@ -80,4 +85,9 @@ def purge(now: dt.datetime | None = None) -> dict[str, int]:
     done["sessions"] = _delete_in_batches(Session.objects.filter(expire_date__lt=now))
     if cutoff := _cutoff(settings.RETENTION_HEARTBEAT_DAYS, now):
         done["heartbeats"] = _delete_in_batches(WorkerHeartbeat.objects.filter(seen_at__lt=cutoff))
+    done["failed_logins"] = _delete_in_batches(
+        AccessAttempt.objects.filter(attempt_time__lt=now - settings.AXES_COOLOFF_TIME)
+    )
+    if cutoff := _cutoff(settings.RETENTION_AUDIT_DAYS, now):
+        done["audit_entries"] = _delete_in_batches(AuditEntry.objects.filter(at__lt=cutoff))
     return done

@@ -382,6 +382,7 @@ RETENTION_HL7_MESSAGE_DAYS = _cfg.integer("RETENTION_HL7_MESSAGE_DAYS", 90, mini
 RETENTION_MPPS_DATASET_DAYS = _cfg.integer("RETENTION_MPPS_DATASET_DAYS", 90, minimum=0)
 RETENTION_RIS_ATTEMPT_DAYS = _cfg.integer("RETENTION_RIS_ATTEMPT_DAYS", 90, minimum=0)
 RETENTION_HEARTBEAT_DAYS = _cfg.integer("RETENTION_HEARTBEAT_DAYS", 7, minimum=0)
+RETENTION_AUDIT_DAYS = _cfg.integer("RETENTION_AUDIT_DAYS", 2190, minimum=0)
 PURGE_HOUR = _cfg.integer("PURGE_HOUR", 3, minimum=0, maximum=23)
 CELERY_TIMEZONE = TIME_ZONE  # beat's crontab entries are in the site's time
 CELERY_BEAT_SCHEDULE["broker-purge"] = {

@@ -12,6 +12,8 @@ from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.utils import timezone
 
+from audit.models import AuditEntry
+from axes.models import AccessAttempt
 from broker import retention
 from broker.models import WorkerHeartbeat
 from hl7v2.intake import message_receive
@@ -73,6 +75,13 @@ def fill() -> dict[str, Any]:
     )
     WorkerHeartbeat.objects.create(worker="gone", seen_at=OLD)
     WorkerHeartbeat.objects.create(worker="here", seen_at=NOW)
+    for name, when in (("stale", NOW - dt.timedelta(minutes=16)), ("counting", NOW)):
+        row = AccessAttempt.objects.create(
+            username=name, ip_address="10.0.0.9", failures_since_start=2
+        )
+        AccessAttempt.objects.filter(pk=row.pk).update(attempt_time=when)
+    AuditEntry.objects.create(at=NOW - dt.timedelta(days=2200), action="old")
+    AuditEntry.objects.create(at=NOW - dt.timedelta(days=2000), action="kept")
     return ids
 
 
@@ -95,6 +104,10 @@ def test_purge_removes_what_is_past_retention_and_keeps_the_rest(monkeypatch: An
     assert OutboundMessage.objects.count() == 2
     assert list(Session.objects.values_list("session_key", flat=True)) == ["live"]
     assert list(WorkerHeartbeat.objects.values_list("worker", flat=True)) == ["here"]
+    # Past the 15-minute cool-off a failed login no longer counts: gone; a recent one stays.
+    assert list(AccessAttempt.objects.values_list("username", flat=True)) == ["counting"]
+    # The audit trail keeps six years (2,190 days).
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == ["kept"]
     # A second run finds nothing.
     assert set(retention.purge().values()) == {0}
 
