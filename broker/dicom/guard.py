@@ -198,14 +198,21 @@ class GuardedSocket(AssociationSocket):
     @property
     def ready(self) -> bool:
         sock = self.socket
+        dul = self.assoc.dul
         if (
             sock is not None
             and self._is_connected
-            and self.assoc.dul.state_machine.current_state == "Sta2"
+            and dul.state_machine.current_state == "Sta2"
+            and dul.event_queue.empty()
             and not (isinstance(sock, ssl.SSLSocket) and sock.pending())
         ):
             # Waiting for the A-ASSOCIATE-RQ: block a little in select() rather than
-            # let the DUL spin; data arriving ends the wait at once.
+            # let the DUL spin; data arriving ends the wait at once. Not while the DUL
+            # has an event to act on: a peer that sends its request at once (findscu
+            # does) has it read while the DUL is still in Sta1, before the "connection
+            # open" event moves it to Sta2; the request's event then waits in the
+            # queue behind that one, and blocking here would delay the association
+            # by the whole wait (50 ms, measured with tcpdump).
             with contextlib.suppress(OSError, ValueError):
                 select.select([sock], [], [], _PENDING_SELECT)
         ready: bool = AssociationSocket.ready.fget(self)  # type: ignore[attr-defined]
