@@ -484,8 +484,12 @@ def start_servers(
             "MWL_MAX_ANSWERS": "1000000",
             "LOG_LEVEL": "WARNING",
             "BROKER_SUPERVISED": "1",
+            # As in service: under DEBUG Django records every query and, on SQLite, runs
+            # one more statement per query to quote its parameters for that record.
+            "DEBUG": "0",
         }
     )
+    env.setdefault("SECRET_KEY", "bench-mwl-find-" + "x" * 50)
     broker_port = free_port()
     broker = subprocess.Popen(
         [sys.executable, str(BASE_DIR / "manage.py"), "dicom_server", "--port", str(broker_port)],
