@@ -257,7 +257,8 @@ class GuardedSocket(AssociationSocket):
             return
         wake = self._guard_wake
         try:
-            readable = select.select([sock, wake[0]], [], [], _ESTABLISHED_SELECT)[0]
+            waited: list[Any] = [sock, wake[0]]
+            readable = select.select(waited, [], [], _ESTABLISHED_SELECT)[0]
             if wake[0] in readable:
                 os.read(wake[0], 4096)
         except (OSError, ValueError):
