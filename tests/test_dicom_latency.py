@@ -34,12 +34,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 C_ECHO_RQ = (
     # Command group, Implicit VR LE: Affected SOP Class UID, Command Field, Message ID,
     # Command Data Set Type (no data set). Group length first.
-    bytes.fromhex("00000000" "04000000" "38000000")
-    + bytes.fromhex("00000200" "12000000")
+    bytes.fromhex("000000000400000038000000")
+    + bytes.fromhex("0000020012000000")
     + b"1.2.840.10008.1.1\x00"
-    + bytes.fromhex("00000001" "02000000" "3000")
-    + bytes.fromhex("00001001" "02000000" "0100")
-    + bytes.fromhex("00000008" "02000000" "0101")
+    + bytes.fromhex("00000001020000003000")
+    + bytes.fromhex("00001001020000000100")
+    + bytes.fromhex("00000008020000000101")
 )
 assert IMPLICIT_LE  # the context of associate_rq()
 
@@ -63,7 +63,7 @@ def _release(sock: socket.socket) -> None:
 
 
 def test_a_request_sent_with_the_connection_is_accepted_without_the_guard_s_wait(
-    start_listener,  # noqa: F811
+    start_listener,
 ) -> None:
     port = port_of(start_listener())
     waits = []
@@ -76,7 +76,7 @@ def test_a_request_sent_with_the_connection_is_accepted_without_the_guard_s_wait
 
 
 def test_echo_on_an_established_association_and_no_descriptor_left_behind(
-    start_listener,  # noqa: F811
+    start_listener,
 ) -> None:
     port = port_of(start_listener())
     sock, _ = _associate_at_once(port)
