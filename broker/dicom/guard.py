@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import select
 import socket
@@ -206,7 +205,10 @@ class GuardedSocket(AssociationSocket):
     _guard_deadline: float  # the ACSE deadline (accept + ACSE timeout)
     _guard_gone: threading.Event
     _guard_body: int | None  # length announced by the header just read
-    _guard_wake: tuple[int, int] | None  # the DUL's wake-up pipe (read end, write end)
+    # The DUL's wake-up pair (read end, write end): socket objects, not bare descriptors,
+    # so that a use after close fails instead of reaching a descriptor number reused by
+    # another connection or file.
+    _guard_wake: tuple[socket.socket, socket.socket] | None
 
     @property
     def ready(self) -> bool:
@@ -239,7 +241,7 @@ class GuardedSocket(AssociationSocket):
         pynetdicom's DUL polls: it sleeps a millisecond between two looks at the socket
         and at its queue, so each request read and each response sent through it waits
         up to that long, and an idle association costs a few per cent of a core. Here,
-        with nothing queued, it waits in select() on the socket and on the wake-up pipe
+        with nothing queued, it waits in select() on the socket and on the wake-up socket pair
         that :class:`_WakingQueue` writes to, and its loop delay is 0 while in Sta6 (it
         only ever loops after an event or after such a wait). Elsewhere it polls as
         pynetdicom does.
@@ -260,9 +262,9 @@ class GuardedSocket(AssociationSocket):
             waited: list[Any] = [sock, wake[0]]
             readable = select.select(waited, [], [], _ESTABLISHED_SELECT)[0]
             if wake[0] in readable:
-                os.read(wake[0], 4096)
+                wake[0].recv(4096)
         except (OSError, ValueError):
-            # The pipe is closed (the association is ending): poll as pynetdicom does.
+            # The pair is closed (the association is ending): poll as pynetdicom does.
             dul._run_loop_delay = _DUL_LOOP_DELAY
 
     def recv(self, nr_bytes: int) -> bytearray:
@@ -386,23 +388,23 @@ class _WakingQueue(queue.Queue[Any]):
     """The DUL's ``to_provider_queue``: each PDU queued to send wakes the DUL from its
     select() in :meth:`GuardedSocket.ready`."""
 
-    def __init__(self, wake_fd: int) -> None:
+    def __init__(self, wake: socket.socket) -> None:
         super().__init__()
-        self._wake_fd = wake_fd
+        self._wake = wake
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
-        # A full pipe already wakes the DUL; a closed one means the association is over.
+        # A full buffer already wakes the DUL; a closed one means the association is over.
         with contextlib.suppress(OSError):
-            os.write(self._wake_fd, b"\0")
+            self._wake.send(b"\0")
 
 
 def _close_wake(assoc: Any) -> None:
-    """Close the wake-up pipe of a guarded association whose thread has ended.
+    """Close the wake-up socket pair of a guarded association whose thread has ended.
 
     Only once the DUL thread has stopped: a closed descriptor's number is soon another
     connection's, which a DUL still selecting on (or reading) it would disturb. A DUL
-    that does not stop within a second keeps its pipe (two descriptors) for good.
+    that does not stop within a second keeps its pair (two descriptors) for good.
     """
     dul = assoc.dul
     sock = dul.socket
@@ -416,9 +418,8 @@ def _close_wake(assoc: Any) -> None:
         dul.join(timeout=1.0)
     if dul.is_alive():
         return
-    for fd in wake:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    for end in wake:
+        end.close()
 
 
 def _guard(assoc: Any, conn: Connection, limits: Limits) -> None:
@@ -433,8 +434,9 @@ def _guard(assoc: Any, conn: Connection, limits: Limits) -> None:
     sock._guard_body = None
     sock._guard_wake = None
     if assoc.dul.to_provider_queue.empty():
-        wake = os.pipe()
-        os.set_blocking(wake[1], False)
+        wake = socket.socketpair()
+        for end in wake:
+            end.setblocking(False)
         sock._guard_wake = wake
         assoc.dul.to_provider_queue = _WakingQueue(wake[1])
     raw = sock.socket
