@@ -2,19 +2,24 @@
 
 Loads 10,000 and then 100,000 scheduled steps (200 a day from today on, 10 stations,
 so about 20 per station and day) into the broker's database and, as the same entries,
-into .wl files that wlmscpfs serves from a temporary folder. Then, for each size, in
-the same run, against both servers (each a separate process on this machine):
+into .wl files that wlmscpfs serves from a temporary folder. A second wlmscpfs, the
+*floor*, serves only the entries the typical query matches (no scan) and runs with
+``TCP_NODELAY=1`` in its environment (no Nagle stall): what a whole ``findscu`` process
+costs on this machine when the server has no work to do. Then, for each size, in the
+same run, against the servers (each a separate process on this machine):
 
 (a) the typical scanner query (today's date, Modality CT, Scheduled Station AE Title
-    CT1, the usual return keys; 20 answers), timed as a whole ``findscu -W`` process
-    (client as shipped) and as repeated queries on one association (pynetdicom SCU):
-    median and p95;
-(b) a broad query (50 days, every station: 10,000 answers) with ``findscu -W``:
-    answers per second.
+    CT1, the usual return keys; 20 answers), timed as a whole ``findscu -W`` process,
+    client as shipped (broker, wlmscpfs) and with ``TCP_NODELAY=1`` in its environment
+    (broker, floor: the ratio broker / floor is issue 15's goal 3); and as repeated
+    queries on one association from a pynetdicom SCU whose socket has TCP_NODELAY and
+    TCP_QUICKACK (broker, floor, wlmscpfs): median and p95;
+(b) a broad query (50 days, every station: 10,000 answers) with ``findscu -W`` as
+    shipped: answers per second.
 
-Before timing, both servers must return the same entries for both queries (patient,
-accession, procedure, step, station of each answer), or the script stops. The two are
-then timed alternately, swapping which goes first each round.
+Before timing, the servers must return the same entries for both queries (patient,
+accession, procedure, step, station of each answer), or the script stops. They are
+then timed alternately, rotating which goes first each round.
 
     .venv/bin/python bench/mwl_find.py
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/broker_bench_mwl .venv/bin/python bench/mwl_find.py
@@ -269,13 +274,25 @@ def broad_values(today: date) -> dict[str, str]:
     return {"ScheduledProcedureStepStartDate": f"{today:%Y%m%d}-{last:%Y%m%d}"}
 
 
-def run_findscu(port: int, called: str, values: dict[str, str], out: Path | None = None) -> float:
+def run_findscu(
+    port: int,
+    called: str,
+    values: dict[str, str],
+    out: Path | None = None,
+    *,
+    nodelay: bool = False,
+) -> float:
+    """A whole ``findscu -W`` process; ``nodelay``: with ``TCP_NODELAY=1`` in its
+    environment (DCMTK then turns Nagle's algorithm off)."""
     command = ["findscu", "-W", "-q", "-aet", "BENCHSCU", "-aec", called, "-td", "600"]
     if out is not None:
         command += ["-X", "-od", str(out)]
     command += [*findscu_keys(values), "127.0.0.1", str(port)]
+    env = {**os.environ, "TCP_NODELAY": "1"} if nodelay else None
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     return time.perf_counter() - started
 
 
@@ -314,9 +331,37 @@ def same_entries(servers: list[tuple[str, int, str]], values: dict[str, str], wh
     return len(a)
 
 
-def pynetdicom_queries(port: int, called: str, values: dict[str, str], runs: int) -> list[float]:
+def tune_client_socket(event: Any) -> None:
+    """EVT_CONN_OPEN of the SCU: TCP_NODELAY, and TCP_QUICKACK before every read (the
+    listener's options, without its cancel watch)."""
+    wrapper = event.assoc.dul.socket
+    raw = wrapper.socket
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is None:
+        return
+    recv = wrapper.recv
+
+    def recv_with_quickack(nr_bytes: int) -> bytearray:
+        if wrapper.socket is not None:
+            wrapper.socket.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        data: bytearray = recv(nr_bytes)
+        return data
+
+    wrapper.recv = recv_with_quickack
+
+
+def pynetdicom_queries(
+    port: int, called: str, values: dict[str, str], runs: int, *, tuned: bool = False
+) -> list[float]:
+    """``runs`` queries on one association (each timed; the association is not).
+
+    ``tuned``: TCP_NODELAY on the SCU's socket and TCP_QUICKACK before each of its reads,
+    as the listener does (../shared/dicom-latency.md); without them each query also
+    waits for the client's own Nagle and delayed-ACK stalls.
+    """
     from pydicom import Dataset
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
     from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
     query = Dataset()
@@ -329,7 +374,8 @@ def pynetdicom_queries(port: int, called: str, values: dict[str, str], runs: int
     ae = AE(ae_title="BENCHSCU")
     ae.add_requested_context(ModalityWorklistInformationFind)
     ae.dimse_timeout = 600
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    handlers: list[Any] = [(evt.EVT_CONN_OPEN, tune_client_socket)] if tuned else []
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=handlers)
     keep_responses(assoc)
     if not assoc.is_established:
         raise SystemExit(f"association with {called} failed")
@@ -363,7 +409,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="worklist sizes, ascending")
     parser.add_argument("--findscu-runs", type=int, default=15)
-    parser.add_argument("--assoc-runs", type=int, default=30)
+    parser.add_argument(
+        "--assoc-runs", type=int, default=30, help="queries on one association, per server"
+    )
+    parser.add_argument(
+        "--assoc-rounds",
+        type=int,
+        default=3,
+        help="associations per server for --assoc-runs (the queries are spread over them)",
+    )
     parser.add_argument("--broad-runs", type=int, default=3)
     parser.add_argument("--wlm-runs", type=int, default=10, help="wlmscpfs runs, up to 10,000")
     parser.add_argument(
@@ -398,7 +452,7 @@ def main() -> None:
         f"Worklist C-FIND benchmark, database {engine}, today {today}, "
         f"{os.cpu_count()} CPUs, load average {load_average}"
     )
-    results: list[dict[str, Any]] = []
+    results: list[dict[Any, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         wl_root = Path(tmp) / "wlistdb"
         wl_folder = wl_root / WLM_AE
@@ -417,7 +471,7 @@ def main() -> None:
                 f"\n== {size:,} entries (database load {load_s:.1f} s, .wl files {write_s:.1f} s, "
                 f"load average {os.getloadavg()[0]:.1f})"
             )
-            results.append(measure(size, wl_root, today, args))
+            results.append(measure(size, wl_root, Path(tmp) / f"floor{size}", today, args))
     print_summary(results)
 
 
@@ -430,112 +484,198 @@ def start_servers(
             "MWL_MAX_ANSWERS": "1000000",
             "LOG_LEVEL": "WARNING",
             "BROKER_SUPERVISED": "1",
+            # As in service: under DEBUG Django records every query and, on SQLite, runs
+            # one more statement per query to quote its parameters for that record.
+            "DEBUG": "0",
         }
     )
-    broker_port, wlm_port = free_port(), free_port()
+    env.setdefault("SECRET_KEY", "bench-mwl-find-" + "x" * 50)
+    broker_port = free_port()
     broker = subprocess.Popen(
         [sys.executable, str(BASE_DIR / "manage.py"), "dicom_server", "--port", str(broker_port)],
         env=env,
         cwd=BASE_DIR,
     )
-    wlm = subprocess.Popen(
-        ["wlmscpfs", "-dfp", str(wl_root), str(wlm_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    wlm, wlm_port = start_wlmscpfs(wl_root)
     wait_for_port(broker_port, broker, "the broker")
-    wait_for_port(wlm_port, wlm, "wlmscpfs")
     return broker, broker_port, wlm, wlm_port
 
 
-def measure(size: int, wl_root: Path, today: date, args: argparse.Namespace) -> dict[str, Any]:
+def start_wlmscpfs(wl_root: Path, *, nodelay: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """wlmscpfs serving the .wl files under ``wl_root``/WLMSCPFS; ``nodelay``: with
+    ``TCP_NODELAY=1`` in its environment."""
+    port = free_port()
+    env = {**os.environ, "TCP_NODELAY": "1"} if nodelay else None
+    wlm = subprocess.Popen(
+        ["wlmscpfs", "-dfp", str(wl_root), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    wait_for_port(port, wlm, "wlmscpfs")
+    return wlm, port
+
+
+def write_floor(floor_root: Path, broker_port: int, called: str, values: dict[str, str]) -> int:
+    """The .wl files of only the entries the broker answers ``values`` with."""
+    from worklist.models import ScheduledProcedureStep
+
+    sps_ids = [key[3] for key in answer_keys(broker_port, called, values)]
+    ids = list(
+        ScheduledProcedureStep.objects.filter(sps_id__in=sps_ids).values_list("pk", flat=True)
+    )
+    folder = floor_root / WLM_AE
+    folder.mkdir(parents=True)
+    (folder / "lockfile").touch()
+    write_wl_files(ids, folder)
+    return len(ids)
+
+
+# What each kind of run measures, for each server that takes part in it.
+KINDS = {
+    "process": "findscu process, client as shipped",
+    "nodelay": "findscu process, TCP_NODELAY=1",
+    "assoc": "one association, tuned pynetdicom SCU",
+    "broad": "broad query, findscu as shipped",
+}
+
+
+def measure(
+    size: int, wl_root: Path, floor_root: Path, today: date, args: argparse.Namespace
+) -> dict[Any, Any]:
     from django.conf import settings
 
     broker, broker_port, wlm, wlm_port = start_servers(wl_root)
+    processes = [broker, wlm]
     ae = settings.BROKER_AE_TITLE
     typical, broad = typical_values(today), broad_values(today)
     wlm_runs = args.wlm_runs if size <= 10000 else args.wlm_runs_large
-    servers = [("broker", broker_port, ae), ("wlmscpfs", wlm_port, WLM_AE)]
-    runs = {
-        "broker": (args.findscu_runs, args.assoc_runs, args.broad_runs),
-        "wlmscpfs": (wlm_runs, wlm_runs, min(args.broad_runs, wlm_runs)),
-    }
-    out: dict[str, Any] = {"size": size}
-    times: dict[str, dict[str, list[float]]] = {
-        name: {"process": [], "assoc": [], "broad": []} for name, _, _ in servers
-    }
+    out: dict[Any, Any] = {"size": size}
     try:
-        # The same entries from both, or the comparison means nothing.
-        answers = same_entries(servers, typical, "typical query")
-        broad_answers = same_entries(servers, broad, "broad query")
-        print(f"both servers: the same {answers} and {broad_answers} entries")
-        # Alternate the two, swapping who goes first each round, so that neither always
+        write_floor(floor_root, broker_port, ae, typical)
+        floor, floor_port = start_wlmscpfs(floor_root, nodelay=True)
+        processes.append(floor)
+        servers = {
+            "broker": (broker_port, ae),
+            "wlmscpfs": (wlm_port, WLM_AE),
+            "floor": (floor_port, WLM_AE),
+        }
+        # The same entries from each, or the comparison means nothing.
+        answers = same_entries(
+            [("broker", broker_port, ae), ("wlmscpfs", wlm_port, WLM_AE)], typical, "typical"
+        )
+        broad_answers = same_entries(
+            [("broker", broker_port, ae), ("wlmscpfs", wlm_port, WLM_AE)], broad, "broad query"
+        )
+        same_entries([("broker", broker_port, ae), ("floor", floor_port, WLM_AE)], typical, "floor")
+        print(
+            f"all servers: the same {answers} entries for the typical query; broker and "
+            f"wlmscpfs the same {broad_answers} for the broad one"
+        )
+        per_assoc = max(1, args.assoc_runs // args.assoc_rounds)
+        wlm_per_assoc = max(1, min(per_assoc, wlm_runs // args.assoc_rounds))
+        # (kind, server): number of rounds, and what one round does (its timings).
+        plan: dict[tuple[str, str], tuple[int, Any]] = {}
+        for name in ("broker", "wlmscpfs"):
+            port, called = servers[name]
+            runs = args.findscu_runs if name == "broker" else wlm_runs
+            plan["process", name] = (
+                runs,
+                lambda p=port, c=called: [run_findscu(p, c, typical)],
+            )
+            plan["broad", name] = (
+                args.broad_runs if name == "broker" else min(args.broad_runs, wlm_runs),
+                lambda p=port, c=called: [run_findscu(p, c, broad)],
+            )
+        for name in ("broker", "floor"):
+            port, called = servers[name]
+            plan["nodelay", name] = (
+                args.findscu_runs,
+                lambda p=port, c=called: [run_findscu(p, c, typical, nodelay=True)],
+            )
+        for name in ("broker", "floor", "wlmscpfs"):
+            port, called = servers[name]
+            queries = wlm_per_assoc if name == "wlmscpfs" else per_assoc
+            plan["assoc", name] = (
+                args.assoc_rounds,
+                lambda p=port, c=called, q=queries: pynetdicom_queries(
+                    p, c, typical, q, tuned=True
+                ),
+            )
+        times: dict[tuple[str, str], list[float]] = {key: [] for key in plan}
+        # Alternate the servers, rotating who goes first each round, so that none always
         # runs on a warmer (or busier) machine.
-        for kind, index in (("process", 0), ("assoc", 1), ("broad", 2)):
-            rounds = max(r[index] for r in runs.values())
+        for kind in KINDS:
+            names = [name for (k, name) in plan if k == kind]
+            rounds = max(plan[kind, name][0] for name in names)
             for round_ in range(rounds):
-                for name, port, called in servers if round_ % 2 == 0 else servers[::-1]:
-                    if round_ >= runs[name][index]:
-                        continue
-                    if kind == "process":
-                        times[name][kind].append(run_findscu(port, called, typical))
-                    elif kind == "assoc":
-                        times[name][kind] += pynetdicom_queries(port, called, typical, 1)
-                    else:
-                        times[name][kind].append(run_findscu(port, called, broad))
-        for name, _, _ in servers:
-            t = times[name]
-            out[name] = {
-                "answers": answers,
-                "process": median_p95(t["process"]),
-                "assoc": median_p95(t["assoc"]),
-                "broad_answers": broad_answers,
-                "broad_s": statistics.median(t["broad"]),
-            }
-            r = out[name]
-            print(
-                f"{name:9} (a) {answers} answers: findscu process median {ms(r['process'][0])} ms, "
-                f"p95 {ms(r['process'][1])} ms ({len(t['process'])} runs); one association "
-                f"median {ms(r['assoc'][0])} ms, p95 {ms(r['assoc'][1])} ms "
-                f"({len(t['assoc'])} queries)"
-            )
-            print(
-                f"{'':9} (b) {broad_answers} answers in {r['broad_s']:.2f} s: "
-                f"{broad_answers / r['broad_s']:,.0f} answers/s (median of {len(t['broad'])})"
-            )
+                shift = round_ % len(names)
+                for name in names[shift:] + names[:shift]:
+                    count, run = plan[kind, name]
+                    if round_ < count:
+                        times[kind, name] += run()
+        out["answers"], out["broad_answers"] = answers, broad_answers
+        out["load"] = os.getloadavg()[0]
+        for (kind, name), values in times.items():
+            out[kind, name] = median_p95(values)
+            if kind == "broad":
+                rate = broad_answers / statistics.median(values)
+                print(
+                    f"{name:9} {KINDS[kind]}: {broad_answers} answers, {rate:,.0f} answers/s "
+                    f"(median of {len(values)})"
+                )
+                out[kind, name] = rate
+            else:
+                median, p95 = out[kind, name]
+                print(
+                    f"{name:9} {KINDS[kind]}: median {ms(median)} ms, p95 {ms(p95)} ms "
+                    f"({len(values)} runs)"
+                )
     finally:
-        for server in (broker, wlm):
+        for server in processes:
             server.send_signal(signal.SIGTERM)
             try:
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 server.kill()
-    b, w = out["broker"], out["wlmscpfs"]
     print(
-        f"ratios     (a) findscu process {w['process'][0] / b['process'][0]:.1f}x faster, "
-        f"one association {w['assoc'][0] / b['assoc'][0]:.1f}x faster; "
-        f"(b) answers/s {(b['broad_answers'] / b['broad_s']) / (w['broad_answers'] / w['broad_s']):.2f}x"
+        f"ratios: broker / floor (findscu, TCP_NODELAY=1) "
+        f"{out['nodelay', 'broker'][0] / out['nodelay', 'floor'][0]:.2f}x (goal <= 1.25x); "
+        f"one association broker / floor "
+        f"{out['assoc', 'broker'][0] / out['assoc', 'floor'][0]:.2f}x; "
+        f"wlmscpfs / broker: findscu process "
+        f"{out['process', 'wlmscpfs'][0] / out['process', 'broker'][0]:.1f}x, one association "
+        f"{out['assoc', 'wlmscpfs'][0] / out['assoc', 'broker'][0]:.1f}x; broad answers/s "
+        f"broker / wlmscpfs {out['broad', 'broker'] / out['broad', 'wlmscpfs']:.2f}x "
+        f"(load average {out['load']:.1f})"
     )
     return out
 
 
-def print_summary(results: list[dict[str, Any]]) -> None:
-    print("\nSummary (medians; broker / wlmscpfs)")
-    print("entries  | (a) findscu process ms     | (a) one association ms     | (b) answers/s")
+def print_summary(results: list[dict[Any, Any]]) -> None:
+    print("\nSummary (medians, ms; answers/s)")
+    print(
+        "entries  | findscu TCP_NODELAY=1: broker / floor | one association: broker / "
+        "floor / wlmscpfs | findscu as shipped: broker / wlmscpfs | broad answers/s: "
+        "broker / wlmscpfs"
+    )
     for r in results:
-        b, w = r["broker"], r["wlmscpfs"]
+        nd_b, nd_f = r["nodelay", "broker"][0], r["nodelay", "floor"][0]
+        as_b, as_f, as_w = (r["assoc", n][0] for n in ("broker", "floor", "wlmscpfs"))
+        pr_b, pr_w = r["process", "broker"][0], r["process", "wlmscpfs"][0]
+        br_b, br_w = r["broad", "broker"], r["broad", "wlmscpfs"]
         print(
-            f"{r['size']:>8,} | {b['process'][0] * 1000:6.1f} / {w['process'][0] * 1000:7.1f} "
-            f"({w['process'][0] / b['process'][0]:5.1f}x) | {b['assoc'][0] * 1000:6.1f} / "
-            f"{w['assoc'][0] * 1000:7.1f} ({w['assoc'][0] / b['assoc'][0]:5.1f}x) | "
-            f"{b['broad_answers'] / b['broad_s']:7,.0f} / {w['broad_answers'] / w['broad_s']:7,.0f}"
+            f"{r['size']:>8,} | {nd_b * 1000:6.1f} / {nd_f * 1000:6.1f} ({nd_b / nd_f:4.2f}x) | "
+            f"{as_b * 1000:6.1f} / {as_f * 1000:6.1f} / {as_w * 1000:7.1f} | "
+            f"{pr_b * 1000:6.1f} / {pr_w * 1000:7.1f} ({pr_w / pr_b:5.1f}x) | "
+            f"{br_b:7,.0f} / {br_w:7,.0f} ({br_b / br_w:4.2f}x)"
         )
     if len(results) > 1:
-        first, last = results[0]["broker"], results[-1]["broker"]
+        first, last = results[0], results[-1]
         print(
-            f"broker growth {results[0]['size']:,} -> {results[-1]['size']:,} entries: "
-            f"findscu process {last['process'][0] / first['process'][0]:.2f}x, "
-            f"one association {last['assoc'][0] / first['assoc'][0]:.2f}x"
+            f"broker growth {first['size']:,} -> {last['size']:,} entries: findscu "
+            f"TCP_NODELAY=1 {last['nodelay', 'broker'][0] / first['nodelay', 'broker'][0]:.2f}x, "
+            f"one association {last['assoc', 'broker'][0] / first['assoc', 'broker'][0]:.2f}x"
         )
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from broker.dicom import server
-from core.listeners import ensure_port_free, wait_for_stop_signal
+from core.listeners import ensure_port_free, freeze_startup_heap, wait_for_stop_signal
 
 
 class Command(BaseCommand):
@@ -23,6 +23,7 @@ class Command(BaseCommand):
         ensure_port_free("BROKER_DICOM_PORT", bind, port)
         running = server.start(bind, port, block=False)
         assert running is not None
+        freeze_startup_heap()
         tls = " (TLS)" if settings.DICOM_TLS_CERT else ""
         if not os.environ.get("BROKER_SUPERVISED"):  # `serve` prints its own summary
             self.stdout.write(
