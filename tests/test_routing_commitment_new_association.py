@@ -202,6 +202,8 @@ def test_a_report_on_a_new_association_completes_the_job_being_sent(
     job, uids = _job(tmp_path, 3)
     assert jobs.job_run(job.pk).status == "COMPLETED"
     assert _states(job) == {"COMMITTED"}
+    # The report is recorded before it is answered: the answer may still be on its way.
+    archive.wait_reports(1)
     assert archive.answers == [SUCCESS]
     # The destination was the Storage Commitment SCP on the association it opened.
     assert archive.roles == [(False, True)]
@@ -263,6 +265,7 @@ def test_an_instance_failed_in_a_later_report_is_sent_again(
     time.sleep(0.05)  # past the retry delay
     assert jobs.job_run(job.pk).status == "COMPLETED"
     assert archive.stored == {uids[0]: 2, uids[1]: 1}
+    archive.wait_reports(2)
     assert archive.answers == [SUCCESS, SUCCESS]
 
 
