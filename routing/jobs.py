@@ -28,8 +28,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from pydicom.uid import generate_uid
 
-from routing import sender, services, spool
+from routing import commitment, sender, services, spool
 from routing.models import Destination, JobItem, RoutingJob
 from routing.status import ItemState, JobStatus
 
@@ -217,25 +218,35 @@ def job_run(job_id: int) -> RunResult:
 
 
 def _commit(job: RoutingJob, destination: Destination, others: int) -> None:
-    """Ask the destination to commit what it stored; record its answer per instance."""
+    """Ask the destination to commit what it stored; record its answer per instance.
+
+    The request is recorded first: the report may come on a new association to the
+    listener (even before the N-ACTION response), which applies it there."""
     stored = _items(job, (ItemState.SENT,))
     if not stored:
         return
-    commitment = sender.commit(_target(destination, others), stored, wait=settings.ROUTING_TIMEOUT)
-    if commitment.error:
-        RoutingJob.objects.filter(pk=job.pk).update(last_error=commitment.error)
+    transaction_uid = generate_uid(prefix=settings.BROKER_UID_ROOT)
+    commitment.requested(job.pk, transaction_uid, [item.sop_instance_uid for item in stored])
+    answer = sender.commit(
+        _target(destination, others),
+        stored,
+        wait=settings.ROUTING_TIMEOUT,
+        transaction_uid=transaction_uid,
+        reported_elsewhere=lambda: commitment.reported(transaction_uid),
+    )
+    if answer.error:
+        RoutingJob.objects.filter(pk=job.pk).update(last_error=answer.error)
         return
-    by_uid = {item.sop_instance_uid: item.item_id for item in stored}
-    with transaction.atomic():
-        for uid, answer in commitment.results.items():
-            if uid not in by_uid:
-                continue
-            if answer is True:
-                JobItem.objects.filter(pk=by_uid[uid]).update(state=ItemState.COMMITTED)
-            else:
-                JobItem.objects.filter(pk=by_uid[uid]).update(
-                    state=ItemState.FAILED, error=str(answer)[:255]
-                )
+    if answer.results:
+        commitment.record(
+            commitment.Report(
+                transaction_uid,
+                committed=tuple(uid for uid, ok in answer.results.items() if ok is True),
+                failed=tuple(
+                    (uid, str(ok)) for uid, ok in answer.results.items() if ok is not True
+                ),
+            )
+        )
 
 
 def _finish(job: RoutingJob, owner: str, outcome: sender.Outcome) -> str:

@@ -186,3 +186,25 @@ class JobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sop_instance_uid} ({self.state})"
+
+
+class CommitmentRequest(models.Model):
+    """One Storage Commitment request (N-ACTION) sent for a job, kept so that its report
+    (N-EVENT-REPORT) can be matched by Transaction UID whenever and on whichever
+    association it comes: on the requesting association, or on a new one the destination
+    opens to the listener (PS3.4 J.3.3)."""
+
+    job = models.ForeignKey(RoutingJob, on_delete=models.CASCADE, related_name="commitments")
+    transaction_uid = models.CharField("Transaction UID", max_length=64, unique=True)
+    # The SOP Instance UIDs the request listed.
+    sop_instance_uids = models.JSONField(default=list)
+    requested_at = models.DateTimeField()
+    reported_at = models.DateTimeField(null=True, blank=True)
+    committed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "storage commitment request"
+
+    def __str__(self) -> str:
+        return f"{self.transaction_uid} (job {self.job_id})"

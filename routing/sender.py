@@ -12,7 +12,8 @@ No database here: ``routing.jobs`` hands over the items and records each result.
   pydicom is asked to decompress it, and if it cannot, the instance fails with a message
   naming the syntaxes.
 - Storage commitment (where the destination requires it): N-ACTION after sending, and
-  the N-EVENT-REPORT awaited on the same association.
+  the N-EVENT-REPORT awaited on the same association or, through the database, on a new
+  one the destination opens to the listener (``routing.commitment``).
 - TCP_NODELAY on the socket (and TCP_QUICKACK before each read), as the listener does:
   without it each C-STORE waits for delayed ACKs (shared/dicom-latency.md).
 """
@@ -24,6 +25,7 @@ import queue
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as pynetdicom_config
 
 from core.dicom.net import send_c_store_encoded, tune_socket
-from core.dicom.requestor import keep_responses
+from core.dicom.requestor import keep_responses, recover_rejection
 from routing.status import STORE_SUCCESS, STORE_WARNINGS
 
 logger = logging.getLogger(__name__)
@@ -170,12 +172,14 @@ def echo(target: Target) -> tuple[int | None, str]:
     """C-ECHO: (status, "") when it answers, else (None, why not)."""
     ae = _new_ae()
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate(
-        target.host,
-        target.port,
-        ae_title=target.ae_title,
-        tls_args=_tls_args(target),
-        evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket)],
+    assoc = recover_rejection(
+        ae.associate(
+            target.host,
+            target.port,
+            ae_title=target.ae_title,
+            tls_args=_tls_args(target),
+            evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket)],
+        )
     )
     if not assoc.is_established:
         if assoc.is_rejected:
@@ -230,13 +234,15 @@ class _Association:
     def run(self, report: Callable[[Result], None], stop: threading.Event) -> Outcome:
         target = self.target
         ae = _new_ae()
-        assoc = ae.associate(
-            target.host,
-            target.port,
-            ae_title=target.ae_title,
-            contexts=proposed_contexts(self.items, target.transfer_syntaxes),
-            tls_args=_tls_args(target),
-            evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket)],
+        assoc = recover_rejection(
+            ae.associate(
+                target.host,
+                target.port,
+                ae_title=target.ae_title,
+                contexts=proposed_contexts(self.items, target.transfer_syntaxes),
+                tls_args=_tls_args(target),
+                evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket)],
+            )
         )
         if not assoc.is_established:
             if assoc.is_rejected:
@@ -313,38 +319,50 @@ class _Association:
 STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
 COMMIT_REQUEST = 1  # N-ACTION Action Type ID: request storage commitment (PS3.4 J.3.2)
+# How often a commitment that waits looks whether its report came on another association.
+REPORT_POLL = 0.1
+# Answer to a report on the requesting association for another request (PS3.7 C.4).
+REPORT_PROCESSING_FAILURE = 0x0110
 
 
 @dataclass
 class Commitment:
-    """What the destination said of a commitment request: per SOP Instance UID, True
-    (committed) or the failure text; ``error`` when it could not be asked or no report
-    came on the association in time."""
+    """What the destination said of a commitment request on the requesting association:
+    per SOP Instance UID, True (committed) or the failure text. ``elsewhere`` when the
+    report came on another association (the listener recorded it); ``error`` when it
+    could not be asked or no report came in time."""
 
     results: dict[str, bool | str]
     error: str = ""
+    elsewhere: bool = False
 
 
-def commit(target: Target, items: list[Item], *, wait: float) -> Commitment:
+def commit(
+    target: Target,
+    items: list[Item],
+    *,
+    wait: float,
+    transaction_uid: str | None = None,
+    reported_elsewhere: Callable[[], bool] | None = None,
+) -> Commitment:
     """Storage Commitment Push Model (PS3.4 J) as SCU: N-ACTION for ``items``, then wait
-    up to ``wait`` seconds for the N-EVENT-REPORT on the same association."""
-    transaction_uid = generate_uid()
+    up to ``wait`` seconds for the N-EVENT-REPORT, on this association or (as
+    ``reported_elsewhere`` tells, looked at every ``REPORT_POLL`` seconds) on a new one
+    the destination opened to the listener."""
+    transaction_uid = transaction_uid or generate_uid()
     results: dict[str, bool | str] = {}
     reported = threading.Event()
 
     def on_report(event: Any) -> tuple[int, None]:
         info = event.event_information
         if str(info.get("TransactionUID", "")) != transaction_uid:
-            return STORE_SUCCESS, None
+            # Not this request's: the destination may send it again, to the listener,
+            # which knows every request.
+            return REPORT_PROCESSING_FAILURE, None
         for ref in info.get("ReferencedSOPSequence", []):
             results[str(ref.ReferencedSOPInstanceUID)] = True
         for ref in info.get("FailedSOPSequence", []):
-            reason = ref.get("FailureReason")
-            results[str(ref.ReferencedSOPInstanceUID)] = (
-                f"not committed (failure reason 0x{int(reason):04X})"
-                if reason is not None
-                else "not committed"
-            )
+            results[str(ref.ReferencedSOPInstanceUID)] = failure_text(ref.get("FailureReason"))
         reported.set()
         return STORE_SUCCESS, None
 
@@ -353,12 +371,14 @@ def commit(target: Target, items: list[Item], *, wait: float) -> Commitment:
     # end it first.
     ae.network_timeout = wait + settings.ROUTING_TIMEOUT
     ae.add_requested_context(STORAGE_COMMITMENT)
-    assoc = ae.associate(
-        target.host,
-        target.port,
-        ae_title=target.ae_title,
-        tls_args=_tls_args(target),
-        evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket), (evt.EVT_N_EVENT_REPORT, on_report)],
+    assoc = recover_rejection(
+        ae.associate(
+            target.host,
+            target.port,
+            ae_title=target.ae_title,
+            tls_args=_tls_args(target),
+            evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket), (evt.EVT_N_EVENT_REPORT, on_report)],
+        )
     )
     if not assoc.is_established:
         return Commitment({}, "no association for storage commitment")
@@ -379,12 +399,25 @@ def commit(target: Target, items: list[Item], *, wait: float) -> Commitment:
         code = status.get("Status") if status is not None else None
         if code != STORE_SUCCESS:
             return Commitment({}, f"storage commitment request refused (status {code})")
-        if not reported.wait(wait):
-            return Commitment({}, "no storage commitment report on the association in time")
+        deadline = time.monotonic() + wait
+        while not reported.wait(min(REPORT_POLL, max(deadline - time.monotonic(), 0))):
+            if reported_elsewhere is not None and reported_elsewhere():
+                return Commitment({}, elsewhere=True)
+            if time.monotonic() >= deadline:
+                return Commitment({}, "no storage commitment report in time")
         return Commitment(dict(results))
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def failure_text(reason: Any) -> str:
+    """An instance of a report's Failed SOP Sequence (PS3.4 J.3.3.1: its Failure Reason)."""
+    return (
+        f"not committed (failure reason 0x{int(reason):04X})"
+        if reason is not None
+        else ("not committed")
+    )
 
 
 def send(

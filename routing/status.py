@@ -48,3 +48,14 @@ STORE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 STORE_CANNOT_UNDERSTAND = 0xC000
 # Warnings: stored, with coercion or discarded elements (B.2.3); still a success.
 STORE_WARNINGS = (0xB000, 0xB006, 0xB007)
+
+# Storage Commitment Push Model (PS3.4 J.3), the broker as SCU on its listener: the
+# N-EVENT-REPORT response statuses (PS3.7 10.1.1.1.8 and Annex C) and the N-ACTION
+# refusal (the broker is no Storage Commitment SCP).
+REPORT_SUCCESS = 0x0000
+REPORT_PROCESSING_FAILURE = 0x0110
+REPORT_NO_SUCH_EVENT_TYPE = 0x0113
+REPORT_INVALID_ARGUMENT_VALUE = 0x0115
+REPORT_NO_SUCH_SOP_CLASS = 0x0118
+REPORT_CLASS_INSTANCE_CONFLICT = 0x0119
+ACTION_NO_SUCH_ACTION = 0x0123

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from django.utils import timezone
 from pydicom import dcmread
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
+from pynetdicom.acse import ACSE
 
 from routing import jobs, sender, services
 from routing.models import JobItem, RoutingJob
@@ -128,6 +130,26 @@ def test_a_permanent_rejection_fails_the_job_at_once(
     assert job.attempts == 1
     assert "rejected permanently" in job.last_error
     assert set(job.items.values_list("state", flat=True)) == {"FAILED"}
+
+
+def test_a_rejection_read_before_the_requestor_looks_is_still_permanent(
+    routing_settings: Any, storage_destination: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The cause of the rare flake of the test above. pynetdicom's requestor queues its
+    A-ASSOCIATE-RQ, then checks that its socket is connected; its DUL thread may have
+    sent the request, read storescp's immediate A-ASSOCIATE-RJ and closed the socket
+    before that check (the association thread not scheduled for a few ms): it aborted,
+    and the job saw "no association" (retryable). Here the window is held open."""
+    original = ACSE.send_request
+
+    def send_then_stall(self: Any) -> None:
+        original(self)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(ACSE, "send_request", send_then_stall)
+    test_a_permanent_rejection_fails_the_job_at_once(
+        routing_settings, storage_destination, tmp_path
+    )
 
 
 def test_a_destination_that_is_down_does_not_hold_up_another(

@@ -6,8 +6,9 @@ serves as SCP) and ``handlers()`` (``(event, handler)`` pairs):
 - Verification (C-ECHO): here.
 - Modality Worklist C-FIND: ``worklist.dimse``.
 - Modality Performed Procedure Step N-CREATE / N-SET: ``mpps.dimse``.
-- Storage C-STORE (received for routing): ``routing.dimse``; a module may name its own
-  ``TRANSFER_SYNTAXES``.
+- Storage C-STORE (received for routing), and storage commitment reports sent to the
+  broker on a new association: ``routing.dimse``; a module may name its own
+  ``TRANSFER_SYNTAXES``, and ``CONTEXTS`` with SCP/SCU roles of their own.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from core.dicom import outcome, status, workers
 from core.dicom.net import CheapCopyContexts, tune_socket
 from mpps import dimse as mpps_dimse
 from routing import dimse as routing_dimse
+from routing.models import Destination
 from worklist import dimse as worklist_dimse
 from worklist.models import Device
 
@@ -86,8 +88,14 @@ def _ending(assoc: Any) -> str:
 
 
 def calling_ae_allowed(ae_title: str) -> bool:
-    """DICOM_RESTRICT_CALLING_AE: only active devices of the registry may associate."""
-    return Device.objects.filter(ae_title=ae_title.strip(), is_active=True).exists()
+    """DICOM_RESTRICT_CALLING_AE: only active devices of the registry may associate, and
+    the routing destinations that require storage commitment (their reports may come on
+    an association they open)."""
+    ae_title = ae_title.strip()
+    return (
+        Device.objects.filter(ae_title=ae_title, is_active=True).exists()
+        or Destination.objects.filter(ae_title=ae_title, storage_commitment=True).exists()
+    )
 
 
 def handle_requested(event: evt.Event) -> None:
@@ -196,6 +204,12 @@ def build_ae() -> AE:
         syntaxes = getattr(module, "TRANSFER_SYNTAXES", TRANSFER_SYNTAXES)
         for uid in module.SOP_CLASSES:
             ae.add_supported_context(uid, syntaxes)
+        # Contexts with SCP/SCU roles of their own (routing: Storage Commitment, the
+        # broker as SCU).
+        for cx in getattr(module, "CONTEXTS", ()):
+            ae.add_supported_context(
+                cx.abstract_syntax, cx.transfer_syntax, cx.scu_role, cx.scp_role
+            )
     # Associations addressed to another called AE title are rejected.
     ae.require_called_aet = True
     # DICOM_MAX_ASSOCIATIONS is enforced by the guard when an association request

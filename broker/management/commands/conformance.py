@@ -203,6 +203,8 @@ STATUS_SECTIONS: dict[str, str] = {
     "N-CREATE": "mpps-statuses",
     "N-SET": "mpps-statuses",
     "C-STORE": "store-statuses",
+    "N-EVENT-REPORT": "commitment-statuses",
+    "N-ACTION": "commitment-statuses",
 }
 
 
@@ -223,10 +225,19 @@ def scu_sop_classes() -> set[str]:
 
 
 def _roles(cx: Any) -> tuple[str, str]:
-    """(SCU, SCP) for a supported context: pynetdicom accepts it as SCP unless told otherwise."""
-    scu = "Yes" if cx.scu_role or str(cx.abstract_syntax) in scu_sop_classes() else "No"
-    scp = "No" if cx.scp_role is False else "Yes"
+    """(SCU, SCP) for a supported context. pynetdicom's roles of an acceptor's context are
+    those it grants the requestor: ``scp_role`` (the peer may be SCP) makes the broker an
+    SCU, ``scu_role=False`` (the peer may not be SCU) means it is never the SCP."""
+    scu = "Yes" if cx.scp_role or str(cx.abstract_syntax) in scu_sop_classes() else "No"
+    scp = "No" if cx.scu_role is False else "Yes"
     return scu, scp
+
+
+def listener_role(cx: Any) -> str:
+    """The role the listener takes on an association it accepts with this context."""
+    if cx.scp_role and _roles(cx)[1] == "No":
+        return "SCU"
+    return "SCU/SCP" if cx.scp_role else "SCP"
 
 
 def network_services() -> str:
@@ -246,8 +257,7 @@ def presentation_contexts() -> str:
     for cx in _contexts():
         syntaxes = tuple(str(ts) for ts in cx.transfer_syntax)
         name = lists.setdefault(syntaxes, f"TS-{len(lists) + 1}")
-        # The role the listener takes on an association it accepts.
-        role = "SCU/SCP" if cx.scu_role else "SCP"
+        role = listener_role(cx)
         rows.append((uid_name(cx.abstract_syntax), f"`{cx.abstract_syntax}`", name, role, "None"))
     contexts = table(
         ("Abstract syntax", "SOP class UID", "Transfer syntaxes", "Role", "Extended negotiation"),
@@ -393,6 +403,7 @@ echo_statuses = _statuses_of("echo-statuses")
 mwl_statuses = _statuses_of("mwl-statuses")
 mpps_statuses = _statuses_of("mpps-statuses")
 store_statuses = _statuses_of("store-statuses")
+commitment_statuses = _statuses_of("commitment-statuses")
 
 
 def _key_rows(attrs: Iterable[Attr], depth: int = 0) -> list[tuple[str, ...]]:
@@ -724,6 +735,10 @@ MPPS = "1.2.840.10008.3.1.2.3.3"
 def ihe_transactions() -> str:
     """Which Scheduled Workflow transactions the code supports, from the tables it runs on."""
     sop = {str(cx.abstract_syntax) for cx in default_ae().supported_contexts}
+    # SOP classes the listener provides (a context only for the peer as SCP is not one).
+    provided = {
+        str(cx.abstract_syntax) for cx in default_ae().supported_contexts if _roles(cx)[1] == "Yes"
+    }
     messages = sorted(f"{kind}^{event}" for kind, event in mapping.SUPPORTED)
     storage = sorted(u for u in sop if u.startswith("1.2.840.10008.5.1.4.1.1."))
     scu = scu_sop_classes()
@@ -787,7 +802,7 @@ def ihe_transactions() -> str:
         row(
             "RAD-10 Storage Commitment",
             "responder (Image Manager)",
-            "Storage Commitment Push Model SCP" if STORAGE_COMMITMENT in sop else "",
+            "Storage Commitment Push Model SCP" if STORAGE_COMMITMENT in provided else "",
         ),
         row(
             "RAD-10 Storage Commitment, for forwarded studies",
@@ -810,6 +825,7 @@ DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {
         "mpps-attributes": mpps_attributes,
         "mpps-statuses": mpps_statuses,
         "store-statuses": store_statuses,
+        "commitment-statuses": commitment_statuses,
         "dicom-configuration": dicom_configuration,
         "character-sets": character_sets,
     },
