@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db import transaction
@@ -27,7 +28,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from axes.models import AccessAttempt
 from broker.models import WorkerHeartbeat
 from hl7v2.models import InboundMessage
 from mpps.models import OutboundAttempt, PerformedProcedureStep

@@ -7,13 +7,13 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt
 from django.conf import settings as django_settings
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from axes.models import AccessAttempt
 from broker import retention
 from broker.models import WorkerHeartbeat
 from hl7v2.intake import message_receive
