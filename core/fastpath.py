@@ -19,7 +19,8 @@ before changing that pin):
   ``(sql, params)`` pair per row, ``get_converters()`` and ``apply_converters()``;
 - ``SQLCompiler.select`` as ``(col, sql, alias)`` triples after ``as_sql()``, whose
   ``col.target`` is the model field;
-- ``OnConflict.IGNORE`` compiling to ``ON CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``.
+- ``OnConflict.IGNORE`` compiling to ``ON CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``;
+- ``BinaryField.get_placeholder`` being ``connection.ops.binary_placeholder_sql(value)``.
 
 ``tests/test_fastpath.py`` checks that the rows written and read here are exactly the
 rows ``Model.save()`` and the ORM write and read, column by column, on both databases.
@@ -94,8 +95,10 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
         compiler = None
         if sql is not None:
             values = [f.pre_save(instance, True) for f in fields]
-            if any(hasattr(v, "resolve_expression") for v in values):
-                sql = None  # an expression as a value: Django compiles it
+            if any(hasattr(v, "resolve_expression") for v in values) or not _plain_placeholders(
+                fields, instance, db
+            ):
+                sql = None  # an expression as a value, or another placeholder: Django's way
             else:
                 params = [
                     f.get_db_prep_save(v, connection=db)
@@ -116,7 +119,7 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
                 and not converters
                 and not compiler.returning_params
                 and sql.count("%s") == len(fields)
-                and not any(hasattr(f, "get_placeholder") for f in fields)
+                and _plain_placeholders(fields, instance, db)
                 and not any(hasattr(v, "as_sql") for v in params)
             ):
                 _INSERT_SQL[key] = sql
@@ -139,6 +142,26 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
     finally:
         delattr(instance, "_do_insert")
     return inserted
+
+
+def _plain_placeholders(
+    fields: list[models.Field[Any, Any]], instance: models.Model, db: Any
+) -> bool:
+    """Whether every value goes into the INSERT as a plain ``%s``, as the cached SQL has it.
+
+    A field with a placeholder of its own (``get_placeholder``) is only allowed when it is
+    a ``BinaryField``, whose placeholder is ``connection.ops.binary_placeholder_sql(value)``
+    ("%s" on PostgreSQL and SQLite; "_binary %s" on MySQL), checked for each value (the
+    instance's, after ``pre_save``).
+    """
+    for f in fields:
+        if not hasattr(f, "get_placeholder"):
+            continue
+        if not isinstance(f, models.BinaryField):
+            return False
+        if db.ops.binary_placeholder_sql(getattr(instance, f.attname)) != "%s":
+            return False
+    return True
 
 
 # SELECTs of whole rows that the intake runs for every message, compiled once per
