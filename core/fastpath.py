@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
+import psycopg
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, models
 from django.db.models import QuerySet
@@ -90,6 +92,7 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
             tuple(f.attname for f in returning_fields),
         )
         sql = _INSERT_SQL.get(key) if not raw else None
+        cached = sql is not None
         params: list[Any] | None = None
         converters: dict[int, Any] = {}
         compiler = None
@@ -99,6 +102,7 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
                 fields, instance, db
             ):
                 sql = None  # an expression as a value, or another placeholder: Django's way
+                cached = False
             else:
                 params = [
                     f.get_db_prep_save(v, connection=db)
@@ -123,7 +127,7 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
                 and not any(hasattr(v, "as_sql") for v in params)
             ):
                 _INSERT_SQL[key] = sql
-        with db.cursor() as cursor:
+        with _bound_cursor(db) if cached else db.cursor() as cursor:
             cursor.execute(sql, params)
             if not returning_fields:
                 return []
@@ -142,6 +146,45 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
     finally:
         delattr(instance, "_do_insert")
     return inserted
+
+
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """A psycopg cursor that binds parameters on the server and prepares its statements.
+
+    Django's own PostgreSQL cursor binds on the client (``ClientCursor``: every value
+    quoted into the SQL text in Python, and the text parsed and planned by the server
+    anew) and prepares nothing. The fast path's statements are the same few all day:
+    bound on the server they skip the quoting, and prepared (once per connection,
+    psycopg keeps the names) they skip the parse and plan.
+    """
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: Any = None
+    ) -> Any:
+        return super().execute(
+            query,
+            params,
+            prepare=PREPARED_STATEMENTS if prepare is None else prepare,
+            binary=binary,
+        )
+
+
+# Prepared statements do not survive a connection pooler in transaction mode that does
+# not track them (PgBouncer before 1.21): DATABASE_PREPARED_STATEMENTS=false then.
+PREPARED_STATEMENTS: bool = settings.DATABASE_PREPARED_STATEMENTS
+
+
+def _bound_cursor(db: Any) -> Any:
+    """A cursor for cached SQL: on PostgreSQL a ``_PreparedCursor`` on this thread's
+    connection, wrapped as Django wraps its own (error translation, query logging)."""
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        raw = _PreparedCursor(db.connection)
+    db.validate_thread_sharing()
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
 def _plain_placeholders(
@@ -201,7 +244,7 @@ def select_rows(
         cached = (sql, concrete, compiler.get_converters(select))
         _SELECT_SQL[cache_key] = cached
     sql, field_names, converters = cached
-    with db.cursor() as cursor:
+    with _bound_cursor(db) as cursor:
         cursor.execute(sql, params)
         rows: Iterable[Any] = cursor.fetchall()
     if converters:  # as SQLCompiler.apply_converters, with this thread's connection
