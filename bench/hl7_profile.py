@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR / "bench"))
@@ -89,6 +91,8 @@ def main() -> None:
         intake.message_receive(order_message(run, 10_000_000 - 1), peer="profile")
     statements = len(queries.captured_queries)
 
+    backend = _backend_pid(connection)
+    server_cpu = _process_cpu(backend)
     wall, cpu = time.perf_counter(), time.process_time()
     profile = cProfile.Profile()
     if not args.no_profile:
@@ -96,11 +100,17 @@ def main() -> None:
     work()
     profile.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    server_cpu = _process_cpu(backend) - server_cpu
     n = args.messages
+    server = (
+        f", PostgreSQL backend {server_cpu / n * 1e3:.3f} ms CPU per message"
+        if backend is not None
+        else ""
+    )
     print(
         f"{connection.vendor}, {n} new orders, batch {args.batch}: "
         f"{wall / n * 1e3:.3f} ms wall and {cpu / n * 1e3:.3f} ms CPU per message"
-        f"{'' if args.no_profile else ' under cProfile'} ({n / wall:.0f} msg/s), "
+        f"{'' if args.no_profile else ' under cProfile'} ({n / wall:.0f} msg/s){server}, "
         f"{statements} SQL statements per message alone"
     )
     if args.no_profile:
@@ -119,6 +129,26 @@ def main() -> None:
     out = io.StringIO()
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
     print(out.getvalue())
+
+
+def _backend_pid(connection: Any) -> int | None:
+    """The PostgreSQL server process serving this connection (same machine), if any."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def _process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a process (Linux /proc); 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
