@@ -167,8 +167,9 @@ def read_ack(sock: socket.socket, buffer: bytearray) -> bytes:
 class Visibility:
     """Polls until a sampled step can be found: a worklist database query or a C-FIND."""
 
-    def __init__(self, dicom: str | None) -> None:
+    def __init__(self, dicom: str | None, using: str = "default") -> None:
         self.dicom = dicom
+        self.using = using  # the database alias polled (the reference's: "reference")
 
     def wait(self, accession: str, sent: float, result: Result) -> None:
         found = self._find_dicom if self.dicom else self._find_db
@@ -182,7 +183,12 @@ class Visibility:
     def _find_db(self, accession: str) -> bool:
         from worklist.selectors import step_list
 
-        return step_list().filter(procedure__order__accession_number=accession).exists()
+        return (
+            step_list()
+            .using(self.using)
+            .filter(procedure__order__accession_number=accession)
+            .exists()
+        )
 
     def _find_dicom(self, accession: str) -> bool:
         from pydicom import Dataset
@@ -317,6 +323,14 @@ class Reference:
             text=True,
         ).stdout.strip()
         self.env = {"DATABASE_URL": self._database_url(), "BROKER_VAR_DIR": str(self.tree / "var")}
+        # The reference's database as a second alias, so that its visibility is polled
+        # as the current one's is (the same client work on both sides of the ratio).
+        import environ
+        from django.db import connections
+
+        connections.settings["reference"] = dict(
+            connections.settings["default"], **environ.Env.db_url_config(self.env["DATABASE_URL"])
+        )
         self.env["SECRET_KEY"] = os.environ.get("SECRET_KEY", "bench-reference-only")
         subprocess.run(
             [sys.executable, str(self.tree / "manage.py"), "migrate", "--no-input", "-v", "0"],
@@ -469,11 +483,35 @@ def main() -> None:
 def _reference_rate(
     reference: Reference, run_id: str, offset: int, args: argparse.Namespace, connections: int
 ) -> float:
+    # The same visibility sampling as the current listener's (polling its own database),
+    # so that the client loads both alike; without it the ratio was biased against the
+    # current listener (an A/A run of one revision against itself gave 0.74-0.84x).
+    visibility = Visibility(None, "reference") if not args.dicom else Visibility(None)
+    sample_every = 0 if args.dicom else args.sample_every
+    cpu_before = cpu_seconds(reference.process.pid)
     elapsed, result = run(
-        "127.0.0.1", reference.port, run_id, offset, args.messages, connections, Visibility(None), 0
+        "127.0.0.1",
+        reference.port,
+        run_id,
+        offset,
+        args.messages,
+        connections,
+        visibility,
+        sample_every,
     )
     if result.errors:
         print(f"reference: {result.errors} errors")
+    visible = (
+        f", visible p50 / p99 {statistics.median(result.visible) * 1e3:.1f} / "
+        f"{percentile(result.visible, 99) * 1e3:.1f} ms"
+        if result.visible
+        else ""
+    )
+    cpu = (cpu_seconds(reference.process.pid) - cpu_before) / args.messages * 1e3
+    print(
+        f"{'':>5} reference ack p50 / p99 {percentile(result.latencies, 50) * 1e3:.1f} / "
+        f"{percentile(result.latencies, 99) * 1e3:.1f} ms{visible}, listener CPU/msg {cpu:.1f} ms"
+    )
     return args.messages / elapsed
 
 

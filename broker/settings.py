@@ -120,8 +120,15 @@ HL7_ORDER_STATUS_TABLE = _cfg.string("HL7_ORDER_STATUS_TABLE", "")
 HL7_STATION_AE_SOURCE = _cfg.choice(
     "HL7_STATION_AE_SOURCE", "message-or-registry", ("message-or-registry", "message", "registry")
 )
-# Threads applying messages to the database (each holds one database connection).
-HL7_WORKERS = _cfg.integer("HL7_WORKERS", 8, minimum=1, maximum=64)
+# Transactions in flight at once per listener process (threads, one database connection
+# each). Messages arriving while all are busy wait, and the next free worker commits up
+# to HL7_BATCH_MAX of them in one transaction (group commit; each ACKed after it).
+# 0: 8 on PostgreSQL (round trips overlap), 2 on SQLite (one writer: messages of several
+# connections then share a commit). Resolved below, once the database is known.
+HL7_WORKERS = _cfg.integer("HL7_WORKERS", 0, minimum=0, maximum=64)
+HL7_BATCH_MAX = _cfg.integer("HL7_BATCH_MAX", 32, minimum=1, maximum=1000)
+# hl7_server processes sharing the port; 0: one per CPU on PostgreSQL, one on SQLite.
+HL7_PROCESSES = _cfg.integer("HL7_PROCESSES", 0, minimum=0, maximum=64)
 
 # Status back to the RIS (MPPS -> ORC-5 IP/CM/DC). Empty host: no status is sent.
 RIS_HL7_HOST = _cfg.string("RIS_HL7_HOST", "")
@@ -246,6 +253,12 @@ else:
     _db["CONN_MAX_AGE"] = _cfg.integer("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
+if not HL7_WORKERS:
+    HL7_WORKERS = 2 if _db["ENGINE"] == "django.db.backends.sqlite3" else 8
+# The HL7 intake's cached statements (core.fastpath) are prepared on PostgreSQL; false
+# behind a connection pooler in transaction mode that does not track prepared
+# statements (PgBouncer before 1.21).
+DATABASE_PREPARED_STATEMENTS = _cfg.boolean("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -19,7 +19,8 @@ before changing that pin):
   ``(sql, params)`` pair per row, ``get_converters()`` and ``apply_converters()``;
 - ``SQLCompiler.select`` as ``(col, sql, alias)`` triples after ``as_sql()``, whose
   ``col.target`` is the model field;
-- ``OnConflict.IGNORE`` compiling to ``ON CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``.
+- ``OnConflict.IGNORE`` compiling to ``ON CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``;
+- ``BinaryField.get_placeholder`` being ``connection.ops.binary_placeholder_sql(value)``.
 
 ``tests/test_fastpath.py`` checks that the rows written and read here are exactly the
 rows ``Model.save()`` and the ORM write and read, column by column, on both databases.
@@ -31,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
+import psycopg
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, models
 from django.db.models import QuerySet
@@ -89,13 +92,17 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
             tuple(f.attname for f in returning_fields),
         )
         sql = _INSERT_SQL.get(key) if not raw else None
+        cached = sql is not None
         params: list[Any] | None = None
         converters: dict[int, Any] = {}
         compiler = None
         if sql is not None:
             values = [f.pre_save(instance, True) for f in fields]
-            if any(hasattr(v, "resolve_expression") for v in values):
-                sql = None  # an expression as a value: Django compiles it
+            if any(hasattr(v, "resolve_expression") for v in values) or not _plain_placeholders(
+                fields, instance, db
+            ):
+                sql = None  # an expression as a value, or another placeholder: Django's way
+                cached = False
             else:
                 params = [
                     f.get_db_prep_save(v, connection=db)
@@ -116,11 +123,11 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
                 and not converters
                 and not compiler.returning_params
                 and sql.count("%s") == len(fields)
-                and not any(hasattr(f, "get_placeholder") for f in fields)
+                and _plain_placeholders(fields, instance, db)
                 and not any(hasattr(v, "as_sql") for v in params)
             ):
                 _INSERT_SQL[key] = sql
-        with db.cursor() as cursor:
+        with _bound_cursor(db) if cached else db.cursor() as cursor:
             cursor.execute(sql, params)
             if not returning_fields:
                 return []
@@ -139,6 +146,65 @@ def insert_row(instance: models.Model, *, ignore_conflicts: bool = False) -> boo
     finally:
         delattr(instance, "_do_insert")
     return inserted
+
+
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """A psycopg cursor that binds parameters on the server and prepares its statements.
+
+    Django's own PostgreSQL cursor binds on the client (``ClientCursor``: every value
+    quoted into the SQL text in Python, and the text parsed and planned by the server
+    anew) and prepares nothing. The fast path's statements are the same few all day:
+    bound on the server they skip the quoting, and prepared (once per connection,
+    psycopg keeps the names) they skip the parse and plan.
+    """
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: Any = None
+    ) -> Any:
+        return super().execute(
+            query,
+            params,
+            prepare=PREPARED_STATEMENTS if prepare is None else prepare,
+            binary=binary,
+        )
+
+
+# Prepared statements do not survive a connection pooler in transaction mode that does
+# not track them (PgBouncer before 1.21): DATABASE_PREPARED_STATEMENTS=false then.
+PREPARED_STATEMENTS: bool = settings.DATABASE_PREPARED_STATEMENTS
+
+
+def _bound_cursor(db: Any) -> Any:
+    """A cursor for cached SQL: on PostgreSQL a ``_PreparedCursor`` on this thread's
+    connection, wrapped as Django wraps its own (error translation, query logging)."""
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        raw = _PreparedCursor(db.connection)
+    db.validate_thread_sharing()
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+
+
+def _plain_placeholders(
+    fields: list[models.Field[Any, Any]], instance: models.Model, db: Any
+) -> bool:
+    """Whether every value goes into the INSERT as a plain ``%s``, as the cached SQL has it.
+
+    A field with a placeholder of its own (``get_placeholder``) is only allowed when it is
+    a ``BinaryField``, whose placeholder is ``connection.ops.binary_placeholder_sql(value)``
+    ("%s" on PostgreSQL and SQLite; "_binary %s" on MySQL), checked for each value (the
+    instance's, after ``pre_save``).
+    """
+    for f in fields:
+        if not hasattr(f, "get_placeholder"):
+            continue
+        if not isinstance(f, models.BinaryField):
+            return False
+        if db.ops.binary_placeholder_sql(getattr(instance, f.attname)) != "%s":
+            return False
+    return True
 
 
 # SELECTs of whole rows that the intake runs for every message, compiled once per
@@ -178,7 +244,7 @@ def select_rows(
         cached = (sql, concrete, compiler.get_converters(select))
         _SELECT_SQL[cache_key] = cached
     sql, field_names, converters = cached
-    with db.cursor() as cursor:
+    with _bound_cursor(db) as cursor:
         cursor.execute(sql, params)
         rows: Iterable[Any] = cursor.fetchall()
     if converters:  # as SQLCompiler.apply_converters, with this thread's connection

@@ -159,13 +159,7 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
     if existing is not None and _already_applied(header):
         return _store_copy(raw, peer, header, existing)
     try:
-        structure = mapping.SUPPORTED[_type_key(header)][0]
-        message = parse(decode(raw, header.charset))
-        plan: mapping.OrderMessage | mapping.AdtMessage
-        if structure == mapping.ADT:
-            plan = mapping.adt_message(message, _type_key(header)[1])
-        else:
-            plan = mapping.order_message(message, structure, apply.mapping_config())
+        plan = _plan(raw, header)
     except MappingError as exc:
         if existing is None and _already_applied(header):
             return _store_copy(raw, peer, header, existing)
@@ -231,6 +225,143 @@ def _process(raw: bytes, *, peer: str, existing: InboundMessage | None) -> Reply
 
 class _AlreadyApplied(Exception):
     """The "applied once" constraint refused the message row."""
+
+
+def _plan(raw: bytes, header: Header) -> mapping.OrderMessage | mapping.AdtMessage:
+    """Decode, split and map (pure): what the message asks the worklist to do."""
+    kind, event = _type_key(header)
+    structure = mapping.SUPPORTED[(kind, event)][0]
+    message = parse(decode(raw, header.charset))
+    if structure == mapping.ADT:
+        return mapping.adt_message(message, event)
+    return mapping.order_message(message, structure, apply.mapping_config())
+
+
+# --- group commit -------------------------------------------------------------------------
+
+# A batch whose messages failed this many times goes on one message at a time.
+BATCH_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A message read, accepted and mapped: only its transaction is left to run."""
+
+    index: int
+    raw: bytes
+    peer: str
+    header: Header
+    plan: mapping.OrderMessage | mapping.AdtMessage
+
+
+class _BatchFailed(Exception):
+    """A batch rolled back; ``culprit`` is the position of the message that raised, or
+    None when no one message is to blame (the commit, a deadlock, a lost connection)."""
+
+    def __init__(self, culprit: int | None) -> None:
+        super().__init__(culprit)
+        self.culprit = culprit
+
+
+def messages_receive(items: list[tuple[bytes, str]]) -> list[Reply | Exception]:
+    """Group commit: store and apply messages that arrived together in one transaction.
+
+    Returns, in the order of ``items``, each message's ``Reply`` (its ACK, to be sent now:
+    its transaction has committed) or the exception that ``message_receive`` would have
+    raised for it (the database unavailable past every retry: no ACK).
+
+    1. Read, check and map each message (pure, no lock held). Anything but a message to
+       apply (unreadable, unsupported, a mapping error, ...) goes step 4's way.
+    2. The others in one transaction, in order, each as ``_process`` does it: the message
+       row first (the "applied once" constraint), then what it applies; one commit, and
+       then every one of them is acknowledged. That is the same as applying them one
+       after another, as if each had arrived just after the one before.
+    3. If one message raises, the transaction rolls back (nothing of any of them stays),
+       that message is set aside and the rest are run again together; after
+       ``BATCH_FAILURES`` failures, or a failure no one message caused (a deadlock, a
+       lost connection, the commit), the rest go one at a time.
+    4. One at a time is ``message_receive`` itself: its retries, its AE with ERR, its
+       duplicate answers. A message set aside never costs the others more than a retry.
+    """
+    results: list[Reply | Exception | None] = [None] * len(items)
+    batch: list[_Ready] = []
+    alone: list[int] = []
+    for index, (raw, peer) in enumerate(items):
+        ready = _ready(index, raw, peer)
+        if ready is None:
+            alone.append(index)
+        else:
+            batch.append(ready)
+    failures = 0
+    while len(batch) > 1 and failures < BATCH_FAILURES:
+        try:
+            with _writer_turn():
+                replies = _apply_together(batch)
+        except _BatchFailed as failed:
+            failures += 1
+            if failed.culprit is None:
+                break
+            alone.append(batch.pop(failed.culprit).index)
+            continue
+        for ready, reply in zip(batch, replies, strict=True):
+            results[ready.index] = reply
+            _log(reply, ready.peer, None)
+        batch = []
+    alone = sorted([*alone, *(ready.index for ready in batch)])
+    for index in alone:
+        raw, peer = items[index]
+        try:
+            results[index] = message_receive(raw, peer=peer)
+        except Exception as exc:  # the database unavailable past every retry: no ACK
+            results[index] = exc
+    return [r if r is not None else AssertionError("unanswered") for r in results]
+
+
+def _ready(index: int, raw: bytes, peer: str) -> _Ready | None:
+    """Step 1: the message mapped, if it is a new one to apply; else None."""
+    try:
+        header = read_header(raw)
+    except MSHError:
+        return None
+    if _rejection(header) is not None:
+        return None
+    try:
+        plan = _plan(raw, header)
+    except Exception:  # MappingError or a bug: told on its own, by _process
+        return None
+    return _Ready(index, raw, peer, header, plan)
+
+
+def _apply_together(batch: list[_Ready]) -> list[Reply]:
+    """Step 2: one transaction for the whole batch; raises ``_BatchFailed``."""
+    replies: list[Reply] = []
+    culprit: int | None = None
+    try:
+        with transaction.atomic():
+            for position, ready in enumerate(batch):
+                try:
+                    stored = _write(
+                        ready.raw,
+                        ready.peer,
+                        ready.header,
+                        Outcome.ACCEPTED,
+                        None,
+                        None,
+                        publish=False,
+                    )
+                    apply.apply(ready.plan, ready.header)
+                except OperationalError:
+                    raise  # the database, not the message: nobody to set aside
+                except Exception:
+                    culprit = position
+                    raise
+                _publish_processed(stored)
+                replies.append(stored)
+    except Exception as exc:
+        if isinstance(exc, OperationalError):
+            close_old_connections()  # drops a broken connection before the retries
+        raise _BatchFailed(culprit) from exc
+    return replies
 
 
 def _type_key(header: Header) -> tuple[str, str]:

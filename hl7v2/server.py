@@ -1,14 +1,18 @@
 """The MLLP listener: asyncio for the sockets, a thread pool for the database work.
 
 Each connection may carry many messages, acknowledged in order, each only after
-``message_receive`` has committed it. The protocol handler only frames bytes and hands
-whole messages to the services; it knows nothing of HL7 content.
+``message_receive`` has committed it. Messages that arrive on several connections while
+the database workers are busy are committed together (``GroupCommit``, the services'
+``messages_receive``), each still acknowledged only after that commit. The protocol
+handler only frames bytes and hands whole messages to the services; it knows nothing of
+HL7 content.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import threading
@@ -22,7 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from core.mllp import FrameDecoder, Oversized, frame
-from hl7v2.intake import message_oversized, message_receive
+from hl7v2.intake import message_oversized, message_receive, messages_receive
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ class ListenerOptions:
     idle_timeout: float
     max_connections: int
     workers: int
+    batch_max: int = 1
     ssl_context: ssl.SSLContext | None = None
     reuse_port: bool = False  # several processes share the port (hl7_server --processes)
     max_connections_per_host: int = 1_000_000
@@ -49,6 +54,7 @@ class ListenerOptions:
             idle_timeout=settings.HL7_IDLE_TIMEOUT,
             max_connections=settings.HL7_MAX_CONNECTIONS,
             workers=settings.HL7_WORKERS,
+            batch_max=settings.HL7_BATCH_MAX,
             ssl_context=tls_context(),
             max_connections_per_host=settings.HL7_MAX_CONNECTIONS_PER_HOST,
             write_timeout=settings.HL7_WRITE_TIMEOUT,
@@ -62,14 +68,99 @@ CONNECTION_CHECK_INTERVAL = 1.0
 _thread_state = threading.local()
 
 
-def _receive_in_thread(item: bytes | Oversized, peer: str, max_size: int) -> bytes:
+def _receive_in_thread(
+    items: list[tuple[bytes | Oversized, str]], max_size: int
+) -> list[bytes | Exception]:
+    """The ACKs of messages that arrived together (group commit), or why there is none."""
     now = time.monotonic()
     if now - getattr(_thread_state, "checked", 0.0) > CONNECTION_CHECK_INTERVAL:
         close_old_connections()
         _thread_state.checked = now
-    if isinstance(item, Oversized):
-        return message_oversized(item.head, item.size, max_size, peer=peer).ack
-    return message_receive(item, peer=peer).ack
+    results: list[bytes | Exception | None] = [None] * len(items)
+    whole: list[tuple[int, bytes, str]] = []
+    for index, (item, peer) in enumerate(items):
+        if isinstance(item, Oversized):
+            try:
+                results[index] = message_oversized(item.head, item.size, max_size, peer=peer).ack
+            except Exception as exc:
+                results[index] = exc
+        else:
+            whole.append((index, item, peer))
+    if len(whole) == 1:
+        index, raw, peer = whole[0]
+        try:
+            results[index] = message_receive(raw, peer=peer).ack
+        except Exception as exc:
+            results[index] = exc
+    elif whole:
+        replies = messages_receive([(raw, peer) for _, raw, peer in whole])
+        for (index, _, _), reply in zip(whole, replies, strict=True):
+            results[index] = reply if isinstance(reply, Exception) else reply.ack
+    return [r if r is not None else AssertionError("unanswered") for r in results]
+
+
+class GroupCommit:
+    """Messages from all connections, handed to at most ``workers`` transactions at once.
+
+    A message that arrives while every worker is busy waits; when a worker is free it
+    takes every message waiting (up to ``batch_max``) into one transaction
+    (``messages_receive``), and each message's ACK is sent once that has committed. So a
+    busy listener commits many messages at a time, and an idle one each at once, with
+    no added delay. Messages of one connection are sent one at a time by ``_serve``, so
+    a batch holds at most one of each connection's and their order is kept.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, workers: int, batch_max: int) -> None:
+        self.executor = executor
+        self.workers = workers
+        self.batch_max = batch_max
+        self.waiting: list[tuple[bytes | Oversized, str, asyncio.Future[bytes]]] = []
+        self.running = 0
+
+    def submit(self, item: bytes | Oversized, peer: str, max_size: int) -> asyncio.Future[bytes]:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.waiting.append((item, peer, future))
+        self._start(max_size)
+        return future
+
+    def _start(self, max_size: int) -> None:
+        loop = asyncio.get_running_loop()
+        while self.waiting and self.running < self.workers:
+            batch = self.waiting[: self.batch_max]
+            del self.waiting[: self.batch_max]
+            self.running += 1
+            work = loop.run_in_executor(
+                self.executor,
+                _receive_in_thread,
+                [(item, peer) for item, peer, _ in batch],
+                max_size,
+            )
+            work.add_done_callback(functools.partial(self._done, batch, max_size))
+
+    def _done(
+        self,
+        batch: list[tuple[bytes | Oversized, str, asyncio.Future[bytes]]],
+        max_size: int,
+        work: asyncio.Future[list[bytes | Exception]],
+    ) -> None:
+        self.running -= 1
+        if work.cancelled():
+            for _, _, future in batch:
+                future.cancel()
+            self._start(max_size)
+            return
+        failure = work.exception()
+        outcomes: list[bytes | BaseException] = (
+            [failure] * len(batch) if failure is not None else list(work.result())
+        )
+        for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its connection was closed meanwhile
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        self._start(max_size)
 
 
 class Listener:
@@ -80,6 +171,7 @@ class Listener:
         self.connections = 0
         self.by_host: Counter[str] = Counter()
         self.executor = ThreadPoolExecutor(options.workers, thread_name_prefix="hl7-db")
+        self.group = GroupCommit(self.executor, options.workers, options.batch_max)
         # Open connections: True while one is between reading a message and sending its
         # ACK (so that stopping lets it finish), False while it waits for the next.
         self.busy: dict[asyncio.StreamWriter, bool] = {}
@@ -150,13 +242,7 @@ class Listener:
                         # An empty frame (some senders' keep-alive): nothing to store
                         # or acknowledge.
                         continue
-                    ack = await loop.run_in_executor(
-                        self.executor,
-                        _receive_in_thread,
-                        item,
-                        peer,
-                        options.max_message_bytes,
-                    )
+                    ack = await self.group.submit(item, peer, options.max_message_bytes)
                     writer.write(frame(ack))
                     try:
                         async with asyncio.timeout(options.write_timeout):

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
+from hl7v2.management.commands import hl7_server
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
 from tests.fixtures_dicom import Listener as DicomListener
@@ -186,3 +188,14 @@ def test_the_command_serves_with_several_processes_on_one_port(free_port: int) -
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+
+
+def test_the_command_runs_one_process_per_cpu_on_postgresql_and_one_on_sqlite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    expected = 1 if connection.vendor == "sqlite" else 2
+    assert hl7_server.default_processes() == expected
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    expected = 1 if connection.vendor == "sqlite" else hl7_server.MAX_DEFAULT_PROCESSES
+    assert hl7_server.default_processes() == expected

@@ -4,7 +4,8 @@
 spreads connections over them), so that message processing, which is Python work
 bound to one core per process, can use several cores. Messages of one connection stay
 in one process and keep their order. Meant for PostgreSQL: SQLite takes one writer at a
-time whatever the number of processes.
+time whatever the number of processes. The default (``HL7_PROCESSES``, 0) is one process
+per CPU on PostgreSQL, and one on SQLite.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
 
 from core.listeners import ensure_port_free
 from hl7v2.server import ListenerOptions, serve
 
 STOP_TIMEOUT = 15.0
+MAX_DEFAULT_PROCESSES = 8
 
 
 def _die_with_parent() -> None:
@@ -37,6 +40,13 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def default_processes() -> int:
+    """One listener process per CPU on PostgreSQL (more writers than one); one on SQLite."""
+    if connection.vendor == "sqlite":
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_PROCESSES))
+
+
 class Command(BaseCommand):
     help = "Run the HL7 v2 MLLP listener (orders and patient updates from the RIS)."
 
@@ -44,7 +54,11 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default=settings.BROKER_BIND)
         parser.add_argument("--port", type=int, default=settings.BROKER_HL7_PORT)
         parser.add_argument(
-            "--processes", type=int, default=1, help="listener processes sharing the port"
+            "--processes",
+            type=int,
+            default=settings.HL7_PROCESSES,
+            help="listener processes sharing the port (0: one per CPU on PostgreSQL, "
+            "one on SQLite)",
         )
         parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
@@ -53,6 +67,8 @@ class Command(BaseCommand):
     ) -> None:
         if not child:
             ensure_port_free("BROKER_HL7_PORT", bind, port)
+        if processes <= 0:
+            processes = default_processes()
         tls = " (TLS)" if settings.HL7_TLS_CERT else ""
         shared = processes > 1 or child
         children: list[subprocess.Popen[bytes]] = []
