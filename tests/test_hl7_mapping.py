@@ -705,6 +705,7 @@ def obx(*lines: str) -> list[Segment]:
     [
         ("OBX|1|NM|29463-7^x^LN||72.5|kg", Decimal("72.50")),
         ("OBX|1|NM|x^body weight||72.5|KG", Decimal("72.50")),
+        ("OBX|1|NM|body weight||72.5|KG", Decimal("72.50")),
         ("OBX|1|NM|^Body Weight||72500|g", Decimal("72.50")),
         ("OBX|1|NM|^Body Weight||150|[lb_av]", Decimal("68.04")),
         ("OBX|1|NM|^Body Weight||72|", Decimal("72.00")),
@@ -796,12 +797,19 @@ def test_an_address_is_its_first_repetition_with_trailing_components_dropped() -
     fields = patient_of(orm(patient=pid(p11=" Main&x ^ ^Town^^~Other St^^City")))
     assert fields["address"] == "Main^^Town"
     assert patient_of(orm(patient=pid(p11="^^Town^^")))["address"] == "^^Town"
+    assert patient_of(orm(patient=pid(p11="1 MAIN ST^^HALIFAX")))["address"] == (
+        "1 MAIN ST^^HALIFAX"
+    )
     assert "address" not in patient_of(orm(patient=pid(p11="^ ^")))
 
 
 @pytest.mark.parametrize(
     ("sent", "stored"),
-    [("19701125", dt.date(1970, 11, 25)), ("19701125083000+0100", dt.date(1970, 11, 25))],
+    [
+        ("19701125", dt.date(1970, 11, 25)),
+        ("19701125083000+0100", dt.date(1970, 11, 25)),
+        ("19701125+0100", dt.date(1970, 11, 25)),  # TS to the day, with its offset
+    ],
 )
 def test_a_birth_date_is_read_as_yyyymmdd(sent: str, stored: dt.date) -> None:
     assert patient_of(orm(patient=pid(p7=sent)))["birth_date"] == stored
@@ -956,7 +964,8 @@ def test_an_order_message_without_orc_is_an_error() -> None:
 
 
 def test_an_omi_order_group_without_ipc_is_an_error_naming_its_orc() -> None:
-    text = omi() + "ORC|NW|PL2|FI2||SC\rOBR|1|PL2|FI2|CTH^CT head\r"
+    # The second group: ORC #2 and a note (NTE #1), no IPC.
+    text = omi() + "ORC|NW|PL2|FI2||SC\rNTE|1||note\r"
     with pytest.raises(MappingError) as info:
         map_omi(text)
     error = info.value
@@ -1140,3 +1149,30 @@ def test_an_mrg_without_prior_identifier_is_an_error_naming_mrg_1() -> None:
         2,
         "101",
     )
+
+
+def test_absent_shows_as_absent() -> None:
+    # In test failures and logs: an omitted value, not a value.
+    assert repr(mapping.ABSENT) == "ABSENT"
+
+
+@pytest.mark.parametrize(("second_pid", "code"), [(pid("^^^HOSP"), "101"), (pid("P" * 65), "102")])
+def test_an_error_in_the_second_pid_of_an_adt_names_pid_2(second_pid: str, code: str) -> None:
+    text = adt("A40", mrg="OLD1", extra=[second_pid, "MRG|OLD2"])
+    with pytest.raises(MappingError) as info:
+        mapping.adt_message(parse(text), "A40")
+    error = info.value
+    assert (error.segment, error.field, error.occurrence, error.code) == ("PID", 3, 2, code)
+
+
+@pytest.mark.parametrize(("orc_1", "orc_5", "field"), [("", "SC", 1), ("NW", "ZZ", 5)])
+def test_an_order_control_error_names_the_orc_of_its_group(
+    orc_1: str, orc_5: str, field: int
+) -> None:
+    lines = orm(groups=2).split(CR)
+    second = next(i for i, line in enumerate(lines) if line.startswith("ORC|NW|PL2|"))
+    lines[second] = segment("ORC", {1: orc_1, 2: "PL2", 3: "FI2", 5: orc_5})
+    with pytest.raises(MappingError) as info:
+        map_orm(CR.join(lines))
+    error = info.value
+    assert (error.segment, error.field, error.occurrence) == ("ORC", field, 2)

@@ -303,10 +303,11 @@ def test_an_unknown_key_keeps_its_vr_or_becomes_un() -> None:
     result = find(query, implicit_vr=False)
     assert result.unsupported == [0x00091010, 0x00280106]
     row = result.rows[0]
-    # Explicit VR Little Endian (PS3.5 7.1.2): tag, VR, then a 2-byte length of 0.
+    # Explicit VR Little Endian (PS3.5 7.1.2): tag, VR, a 2-byte length of 0; UN has two
+    # reserved bytes and a 4-byte length.
     for data in (
         result.builder.encode(row, result.stations),
-        encode(result.builder.dataset(row, result.stations), False, True),
+        encode(result.builder.dataset(row, result.stations), False, True) or b"",
     ):
         assert b"\x09\x00\x10\x10LO\x00\x00" in data
         assert b"\x28\x00\x06\x01UN\x00\x00\x00\x00\x00\x00" in data
@@ -326,6 +327,11 @@ def test_unknown_keys_in_a_code_item_come_back_empty() -> None:
     assert other.PatientID == "X9"
     assert len(other[0x00100024].value) == 0
     assert other[0x00101000].is_empty
+    from pynetdicom.dsutils import encode
+
+    row = result.rows[0]
+    direct = result.builder.encode(row, result.stations)
+    assert direct == encode(result.builder.dataset(row, result.stations), True, True)
 
 
 # --- values ------------------------------------------------------------------------------
@@ -398,7 +404,7 @@ def test_odd_length_values_are_padded(implicit: bool) -> None:
     row = result.rows[0]
     for data in (
         result.builder.encode(row, result.stations),
-        encode(result.builder.dataset(row, result.stations), implicit, True),
+        encode(result.builder.dataset(row, result.stations), implicit, True) or b"",
     ):
         assert b"1.2.3\x00" in data
         assert b"ACC " in data
@@ -433,3 +439,21 @@ def test_direct_encoding_is_for_little_endian_only() -> None:
         ValueError, match=r"^direct encoding is for Little Endian transfer syntaxes only$"
     ):
         result.builder.encode(result.rows[0], result.stations)
+
+
+def test_the_titles_of_many_steps_are_all_read() -> None:
+    # The titles are fetched for 500 steps at a time; 501 steps need two fetches.
+    from worklist.models import ScheduledProcedureStep, StationAETitle
+
+    first = schedule(sps_id="S0", stations=("T0",))
+    steps = ScheduledProcedureStep.objects.bulk_create(
+        ScheduledProcedureStep(procedure=first.procedure, sps_id=f"S{n}") for n in range(1, 501)
+    )
+    StationAETitle.objects.bulk_create(
+        StationAETitle(step=step, ae_title=f"T{step.sps_id[1:]}") for step in steps
+    )
+    query = worklist_query(sps={"ScheduledProcedureStepID": "", "ScheduledStationAETitle": ""})
+    result = find(query, max_answers=1000)
+    items = [ds.ScheduledProcedureStepSequence[0] for ds in result.datasets]
+    titles = {item.ScheduledProcedureStepID: item.ScheduledStationAETitle for item in items}
+    assert titles == {f"S{n}": f"T{n}" for n in range(501)}
