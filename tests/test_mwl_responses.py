@@ -240,7 +240,12 @@ def test_direct_encoding_gives_the_same_bytes_as_pydicom(implicit: bool) -> None
         stations=("AA32", "AA33"),
         patient={"pregnancy_status": 2, "weight_kg": Decimal("80.1")},
         procedure={"code_value": "C1", "code_scheme": "L", "code_meaning": "odd"},
-        step={"protocol_codes": [{"value": "P", "scheme": "S", "meaning": "M"}]},
+        step={
+            "protocol_codes": [
+                {"value": "P", "scheme": "S", "meaning": "Łódź"},
+                {"value": "Q", "scheme": "S", "meaning": "two items"},
+            ]
+        },
     )
     schedule(accession="A2", sps_id="S2", patient_id="P2", patient_name="PLAIN^ASCII")
     query = worklist_query(
@@ -300,8 +305,9 @@ def test_an_unknown_key_keeps_its_vr_or_becomes_un() -> None:
     schedule()
     query = worklist_query(PatientName="", SmallestImagePixelValue=None)  # (0028,0106) US or SS
     query.add_new(0x00091010, "LO", "")
+    query.add_new(0x00098010, "LO", "")  # an element number of 0x8000 or more
     result = find(query, implicit_vr=False)
-    assert result.unsupported == [0x00091010, 0x00280106]
+    assert result.unsupported == [0x00091010, 0x00098010, 0x00280106]
     row = result.rows[0]
     # Explicit VR Little Endian (PS3.5 7.1.2): tag, VR, a 2-byte length of 0; UN has two
     # reserved bytes and a 4-byte length.
@@ -310,6 +316,7 @@ def test_an_unknown_key_keeps_its_vr_or_becomes_un() -> None:
         encode(result.builder.dataset(row, result.stations), False, True) or b"",
     ):
         assert b"\x09\x00\x10\x10LO\x00\x00" in data
+        assert b"\x09\x00\x10\x80LO\x00\x00" in data
         assert b"\x28\x00\x06\x01UN\x00\x00\x00\x00\x00\x00" in data
 
 
