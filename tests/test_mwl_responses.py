@@ -464,3 +464,16 @@ def test_the_titles_of_many_steps_are_all_read() -> None:
     items = [ds.ScheduledProcedureStepSequence[0] for ds in result.datasets]
     titles = {item.ScheduledProcedureStepID: item.ScheduledStationAETitle for item in items}
     assert titles == {f"S{n}": f"T{n}" for n in range(501)}
+
+
+def test_a_builder_answers_in_implicit_vr_little_endian_by_default() -> None:
+    from worklist.models import ScheduledProcedureStep
+    from worklist.responses import ResponseBuilder, return_keys
+
+    schedule()
+    builder = ResponseBuilder(return_keys(worklist_query(PatientName="")))
+    rows, stations = builder.rows(ScheduledProcedureStep.objects.all(), 10)
+    # Implicit VR Little Endian (PS3.5 7.1.3): the tag, then a 4-byte length.
+    assert builder.encode(rows[0], stations).startswith(
+        b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100"
+    )
