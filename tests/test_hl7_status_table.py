@@ -70,3 +70,33 @@ def test_a_pair_outside_the_reference_is_an_error_naming_orc(
         map_orm(orm(orc={1: control, 5: order_status}))
     assert info.value.segment == "ORC"
     assert "ORC-1/ORC-5" in info.value.text
+
+
+# --- the site's table (HL7_ORDER_STATUS_TABLE): ORC1_ORC5=STATUS,... --------------------
+
+
+@pytest.mark.parametrize("text", ["", "  "])
+def test_an_empty_site_table_is_the_reference_table(text: str) -> None:
+    assert mapping.status_table_parse(text) == {(c, s): status for c, s, status in PAIRS}
+
+
+def test_a_site_table_is_read_in_any_case_with_spaces_and_empty_items() -> None:
+    text = " nw_sc = scheduled ,, ca_ = Canceled ,"
+    assert mapping.status_table_parse(text) == {("NW", "SC"): "SCHEDULED", ("CA", ""): "CANCELED"}
+
+
+def test_orc_1_ends_at_the_first_underscore() -> None:
+    assert mapping.status_table_parse("NW_SC_X=SCHEDULED") == {("NW", "SC_X"): "SCHEDULED"}
+
+
+@pytest.mark.parametrize(
+    "item", ["NW_SC", "NWSC=SCHEDULED", "_SC=SCHEDULED", "NW_SC==SCHEDULED", " NW_SC=PLANNED "]
+)
+def test_an_item_that_is_not_orc1_orc5_status_is_refused(item: str) -> None:
+    # The statuses of PS3.3 C.4.10 (Scheduled Procedure Step Status).
+    statuses = "SCHEDULED, ARRIVED, READY, STARTED, COMPLETED, DISCONTINUED, CANCELED"
+    with pytest.raises(ValueError) as info:
+        mapping.status_table_parse(f"CA_CA=CANCELED,{item}")
+    assert str(info.value) == (
+        f"{item.strip()!r} is not ORC1_ORC5=STATUS with a status out of {statuses}"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from io import BytesIO
+from typing import Any
 
 import pytest
 from pydicom import Dataset
@@ -239,7 +240,12 @@ def test_direct_encoding_gives_the_same_bytes_as_pydicom(implicit: bool) -> None
         stations=("AA32", "AA33"),
         patient={"pregnancy_status": 2, "weight_kg": Decimal("80.1")},
         procedure={"code_value": "C1", "code_scheme": "L", "code_meaning": "odd"},
-        step={"protocol_codes": [{"value": "P", "scheme": "S", "meaning": "M"}]},
+        step={
+            "protocol_codes": [
+                {"value": "P", "scheme": "S", "meaning": "Łódź"},
+                {"value": "Q", "scheme": "S", "meaning": "two items"},
+            ]
+        },
     )
     schedule(accession="A2", sps_id="S2", patient_id="P2", patient_name="PLAIN^ASCII")
     query = worklist_query(
@@ -258,3 +264,216 @@ def test_direct_encoding_gives_the_same_bytes_as_pydicom(implicit: bool) -> None
     for row in result.rows:
         direct = builder.encode(row, result.stations)
         assert direct == encode(builder.dataset(row, result.stations), implicit, True)
+
+
+# --- return keys -------------------------------------------------------------------------
+
+
+def test_the_character_set_and_group_lengths_of_a_query_are_not_return_keys() -> None:
+    schedule()
+    query = worklist_query(SpecificCharacterSet="ISO_IR 100", PatientName="", sps={"Modality": ""})
+    query.add_new(0x00100000, "UL", 12)
+    query.ScheduledProcedureStepSequence[0].add_new(0x00400000, "UL", 8)
+    result = find(query)
+    (answer,) = [encoded(ds) for ds in result.datasets]
+    assert result.unsupported == []
+    assert keywords(answer) == [
+        "SpecificCharacterSet",
+        "PatientName",
+        "ScheduledProcedureStepSequence",
+    ]
+    assert keywords(answer.ScheduledProcedureStepSequence[0]) == ["Modality"]
+
+
+def test_a_step_sequence_of_two_items_is_refused() -> None:
+    from worklist.matching import IdentifierDoesNotMatch
+    from worklist.responses import return_keys
+
+    query = worklist_query()
+    query.ScheduledProcedureStepSequence = [Dataset(), Dataset()]
+    with pytest.raises(IdentifierDoesNotMatch) as info:
+        return_keys(query)
+    assert info.value.tag == 0x00400100
+    assert (
+        info.value.comment == "ScheduledProcedureStepSequence may hold one item in a query, not 2"
+    )
+
+
+def test_an_unknown_key_keeps_its_vr_or_becomes_un() -> None:
+    from pynetdicom.dsutils import encode
+
+    schedule()
+    query = worklist_query(PatientName="", SmallestImagePixelValue=None)  # (0028,0106) US or SS
+    query.add_new(0x00091010, "LO", "")
+    query.add_new(0x00098010, "LO", "")  # an element number of 0x8000 or more
+    result = find(query, implicit_vr=False)
+    assert result.unsupported == [0x00091010, 0x00098010, 0x00280106]
+    row = result.rows[0]
+    # Explicit VR Little Endian (PS3.5 7.1.2): tag, VR, a 2-byte length of 0; UN has two
+    # reserved bytes and a 4-byte length.
+    for data in (
+        result.builder.encode(row, result.stations),
+        encode(result.builder.dataset(row, result.stations), False, True) or b"",
+    ):
+        assert b"\x09\x00\x10\x10LO\x00\x00" in data
+        assert b"\x09\x00\x10\x80LO\x00\x00" in data
+        assert b"\x28\x00\x06\x01UN\x00\x00\x00\x00\x00\x00" in data
+
+
+def test_unknown_keys_in_a_code_item_come_back_empty() -> None:
+    schedule(patient={"other_ids": [{"patient_id": "X9", "issuer": "OTHER"}]})
+    item = Dataset()
+    item.PatientID = ""
+    item.add_new(0x00100024, "SQ", [])  # Issuer of Patient ID Qualifiers Sequence
+    item.add_new(0x00101000, "LO", "")  # Other Patient IDs (retired)
+    query = worklist_query(OtherPatientIDsSequence=[item])
+    result = find(query)
+    assert result.unsupported == [0x00100024, 0x00101000]
+    (answer,) = [encoded(ds) for ds in result.datasets]
+    other = answer.OtherPatientIDsSequence[0]
+    assert other.PatientID == "X9"
+    assert len(other[0x00100024].value) == 0
+    assert other[0x00101000].is_empty
+    from pynetdicom.dsutils import encode
+
+    row = result.rows[0]
+    direct = result.builder.encode(row, result.stations)
+    assert direct == encode(result.builder.dataset(row, result.stations), True, True)
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def test_column_values_as_dicom_text() -> None:
+    from datetime import date, datetime, time
+
+    from worklist.responses import dicom_text
+
+    assert dicom_text(None) == ""
+    assert dicom_text("A1") == "A1"
+    assert dicom_text(datetime(2026, 11, 25, 9, 30)) == "20261125"  # DA: YYYYMMDD
+    assert dicom_text(date(1678, 3, 4)) == "16780304"
+    assert dicom_text(time(8, 56)) == "085600"  # TM: HHMMSS.FFFFFF
+    assert dicom_text(time(8, 56, 1, 250000)) == "085601.250000"
+    assert dicom_text(Decimal("70.50")) == "70.5"  # DS without exponent
+    assert dicom_text(Decimal("100.00")) == "100"
+    assert dicom_text(7) == "7"
+
+
+def test_the_station_ae_titles_of_a_step_without_any_are_empty() -> None:
+    schedule(stations=())
+    (answer,) = answers(worklist_query(sps={"ScheduledStationAETitle": ""}))
+    assert answer.ScheduledProcedureStepSequence[0].ScheduledStationAETitle == ""
+
+
+def test_titles_are_read_only_when_asked_for(django_assert_num_queries: Any) -> None:
+    schedule(stations=("AA32", "AA33"))
+    with django_assert_num_queries(1):
+        find(worklist_query(PatientName="", sps={"Modality": ""}))
+    with django_assert_num_queries(2):
+        result = find(worklist_query(sps={"ScheduledStationAETitle": ""}))
+    assert result.stations[result.rows[0][0]] == ["AA32", "AA33"]
+
+
+def test_answers_come_in_order_of_the_step_start() -> None:
+    schedule(sps_id="S1", start=local(2026, 11, 26, 9, 0))
+    schedule(sps_id="S2", start=local(2026, 11, 25, 10, 0))
+    schedule(sps_id="S3", start=local(2026, 11, 25, 8, 0))
+    schedule(sps_id="S4", start=local(2026, 11, 25, 8, 0))
+    result = answers(worklist_query(sps={"ScheduledProcedureStepID": ""}))
+    steps = [a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for a in result]
+    assert steps == ["S3", "S4", "S2", "S1"]
+
+
+def test_a_value_beyond_latin1_in_the_step_item_makes_the_answer_utf8() -> None:
+    from worklist.responses import ResponseBuilder
+
+    schedule(step={"performing_physician": "Łukasz"})
+    query = worklist_query(PatientName="", sps={"ScheduledPerformingPhysicianName": ""})
+    (answer,) = answers(query)
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    result = find(query)
+    builder: ResponseBuilder = result.builder
+    direct = read_dataset(BytesIO(builder.encode(result.rows[0], result.stations)), True, True)
+    assert direct.SpecificCharacterSet == "ISO_IR 192"
+
+
+# --- encoding (PS3.5 6.2: UI values are padded with 00H, other strings with a space) ----
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_odd_length_values_are_padded(implicit: bool) -> None:
+    from pynetdicom.dsutils import encode
+
+    schedule(study_uid="1.2.3", accession="ACC")
+    query = worklist_query(StudyInstanceUID="", AccessionNumber="")
+    result = find(query, implicit_vr=implicit)
+    row = result.rows[0]
+    for data in (
+        result.builder.encode(row, result.stations),
+        encode(result.builder.dataset(row, result.stations), implicit, True) or b"",
+    ):
+        assert b"1.2.3\x00" in data
+        assert b"ACC " in data
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_a_key_before_the_character_set_keeps_the_tag_order(implicit: bool) -> None:
+    from pynetdicom.dsutils import encode
+
+    schedule(patient_id="P1", accession="A1", patient_name="Müller^Jürgen")
+    schedule(patient_id="P2", accession="A2", patient_name="Yamada^Tarou=山田^太郎")
+    query = worklist_query(AccessionNumber="", PatientName="")
+    query.add_new(0x00080001, "UL", None)  # Length to End (retired): sorts before (0008,0005)
+    result = find(query, implicit_vr=implicit)
+    charsets = []
+    for row in result.rows:
+        direct = result.builder.encode(row, result.stations)
+        assert direct == encode(result.builder.dataset(row, result.stations), implicit, True)
+        answer = read_dataset(BytesIO(direct), implicit, True)
+        assert [e.tag for e in answer][:2] == [0x00080001, 0x00080005]
+        charsets.append((answer.AccessionNumber, answer.SpecificCharacterSet, answer.PatientName))
+    assert sorted(charsets) == [
+        ("A1", "ISO_IR 100", "Müller^Jürgen"),
+        ("A2", "ISO_IR 192", "Yamada^Tarou=山田^太郎"),
+    ]
+
+
+def test_direct_encoding_is_for_little_endian_only() -> None:
+    schedule()
+    result = find(worklist_query(PatientName=""), little_endian=False)
+    with pytest.raises(
+        ValueError, match=r"^direct encoding is for Little Endian transfer syntaxes only$"
+    ):
+        result.builder.encode(result.rows[0], result.stations)
+
+
+def test_the_titles_of_many_steps_are_all_read() -> None:
+    # The titles are fetched for 500 steps at a time; 501 steps need two fetches.
+    from worklist.models import ScheduledProcedureStep, StationAETitle
+
+    first = schedule(sps_id="S0", stations=("T0",))
+    steps = ScheduledProcedureStep.objects.bulk_create(
+        ScheduledProcedureStep(procedure=first.procedure, sps_id=f"S{n}") for n in range(1, 501)
+    )
+    StationAETitle.objects.bulk_create(
+        StationAETitle(step=step, ae_title=f"T{step.sps_id[1:]}") for step in steps
+    )
+    query = worklist_query(sps={"ScheduledProcedureStepID": "", "ScheduledStationAETitle": ""})
+    result = find(query, max_answers=1000)
+    items = [ds.ScheduledProcedureStepSequence[0] for ds in result.datasets]
+    titles = {item.ScheduledProcedureStepID: item.ScheduledStationAETitle for item in items}
+    assert titles == {f"S{n}": f"T{n}" for n in range(501)}
+
+
+def test_a_builder_answers_in_implicit_vr_little_endian_by_default() -> None:
+    from worklist.models import ScheduledProcedureStep
+    from worklist.responses import ResponseBuilder, return_keys
+
+    schedule()
+    builder = ResponseBuilder(return_keys(worklist_query(PatientName="")))
+    rows, stations = builder.rows(ScheduledProcedureStep.objects.all(), 10)
+    # Implicit VR Little Endian (PS3.5 7.1.3): the tag, then a 4-byte length.
+    assert builder.encode(rows[0], stations).startswith(
+        b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100"
+    )
