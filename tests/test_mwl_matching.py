@@ -208,6 +208,50 @@ def test_start_date_and_time_together_form_one_range(three_steps: None) -> None:
     assert sps_ids(open_end) == ["S2", "S3"]
 
 
+@pytest.fixture
+def five_steps(three_steps: None) -> None:
+    # Around the three: S0 the evening before, S4 the morning after.
+    schedule(patient_id="P0", accession="A0", sps_id="S0", start=local(2026, 11, 24, 23, 0))
+    schedule(patient_id="P4", accession="A4", sps_id="S4", start=local(2026, 11, 27, 7, 0))
+
+
+# PS3.4 C.2.2.2.5.1: SPS Start Date and Start Time given together are one date-time
+# range, from (low date, low time) to (high date, high time); an end left open is open
+# in date and time. Steps: S0 24 Nov 23:00, S1 25 Nov 08:30, S2 25 Nov 14:00,
+# S3 26 Nov 09:15, S4 27 Nov 07:00.
+@pytest.mark.parametrize(
+    ("date", "time", "expected"),
+    [
+        ("20261125-", "1200-", ["S2", "S3", "S4"]),
+        ("-20261126", "-0900", ["S0", "S1", "S2"]),
+        ("20261125-20261126", "-1000", ["S1", "S2", "S3"]),
+        ("20261125-20261126", "0900-", ["S2", "S3"]),
+        ("20261125-20261126", "0900-0930", ["S2", "S3"]),
+        ("20261125-20261126", "0830-0915", ["S1", "S2", "S3"]),
+        ("20261125-20261126", "0831-0914", ["S2"]),
+        # The low time belongs to the low date: with none, it bounds nothing.
+        ("-20261125", "1000-", ["S0", "S1", "S2"]),
+        # The high time belongs to the high date: with none, it bounds nothing.
+        ("20261126-", "-0800", ["S3", "S4"]),
+        # One day (also written as a range): the times are a time-of-day range.
+        ("20261125", "1000-", ["S2"]),
+        ("20261125", "-1000", ["S1"]),
+        ("20261125-20261125", "0800-1000", ["S1"]),
+        ("20261125", "", ["S1", "S2"]),
+        # Time alone: the time of day, on any date.
+        ("", "0900-1000", ["S3"]),
+        ("", "-0900", ["S1", "S4"]),
+        ("", "1400-", ["S0", "S2"]),
+        ("", "1400", ["S2"]),
+    ],
+)
+def test_start_date_and_time_ranges_with_open_ends(
+    five_steps: None, date: str, time: str, expected: list[str]
+) -> None:
+    sps = {"ScheduledProcedureStepStartDate": date, "ScheduledProcedureStepStartTime": time}
+    assert sps_ids(worklist_query(sps=sps)) == expected
+
+
 @pytest.mark.parametrize(
     ("keyword", "value"),
     [
