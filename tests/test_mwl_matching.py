@@ -238,6 +238,8 @@ def five_steps(three_steps: None) -> None:
         ("20261125", "-1000", ["S1"]),
         ("20261125-20261125", "0800-1000", ["S1"]),
         ("20261125", "", ["S1", "S2"]),
+        # Dates alone, a range of two days: both ends bound.
+        ("20261125-20261126", "", ["S1", "S2", "S3"]),
         # Time alone: the time of day, on any date.
         ("", "0900-1000", ["S3"]),
         ("", "-0900", ["S1", "S4"]),
