@@ -100,6 +100,22 @@ def test_person_names_match_case_insensitively_when_configured(three_steps: None
     assert sps_ids(requesting, pn_case_insensitive=True) == []
 
 
+def test_a_person_name_without_a_key_column_matches_case_insensitively_when_configured() -> None:
+    # Requesting Physician (0032,1032) has no upper-cased search column: it is compared
+    # upper-cased in SQL.
+    schedule(sps_id="S9", order={"requesting_physician": "Jones^Mary"})
+    schedule(patient_id="P8", accession="A8", sps_id="S8", order={"requesting_physician": "Bo^Li"})
+    exact = worklist_query(RequestingPhysician="Jones^Mary")
+    assert sps_ids(exact) == ["S9"]
+    assert sps_ids(worklist_query(RequestingPhysician="JONES^MARY")) == []
+    assert sps_ids(worklist_query(RequestingPhysician="JONES^MARY"), pn_case_insensitive=True) == [
+        "S9"
+    ]
+    assert sps_ids(worklist_query(RequestingPhysician="jones*"), pn_case_insensitive=True) == ["S9"]
+    assert sps_ids(worklist_query(RequestingPhysician="jones*")) == []
+    assert sps_ids(worklist_query(RequestingPhysician="b?^LI"), pn_case_insensitive=True) == ["S8"]
+
+
 def test_asterisk_matches_any_run_of_characters(three_steps: None) -> None:
     assert sps_ids(worklist_query(PatientName="MO*")) == ["S2"]
     assert sps_ids(worklist_query(PatientName="*^A*")) == ["S1", "S2"]
