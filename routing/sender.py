@@ -37,6 +37,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as pynetdicom_config
+from pynetdicom.dimse_messages import N_EVENT_REPORT_RSP
 
 from core.dicom.net import send_c_store_encoded, tune_socket
 from core.dicom.requestor import keep_responses, recover_rejection
@@ -321,6 +322,8 @@ STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
 COMMIT_REQUEST = 1  # N-ACTION Action Type ID: request storage commitment (PS3.4 J.3.2)
 # How often a commitment that waits looks whether its report came on another association.
 REPORT_POLL = 0.1
+# Most seconds to wait for our answer to the report to be sent before releasing.
+REPORT_ANSWER_WAIT = 5.0
 # Answer to a report on the requesting association for another request (PS3.7 C.4).
 REPORT_PROCESSING_FAILURE = 0x0110
 
@@ -352,6 +355,7 @@ def commit(
     transaction_uid = transaction_uid or generate_uid()
     results: dict[str, bool | str] = {}
     reported = threading.Event()
+    answered = threading.Event()
 
     def on_report(event: Any) -> tuple[int, None]:
         info = event.event_information
@@ -366,6 +370,13 @@ def commit(
         reported.set()
         return STORE_SUCCESS, None
 
+    def on_sent(event: Any) -> None:
+        # The report's response is sent by the association's thread after on_report
+        # returns: release only after it, or the A-RELEASE-RQ goes first and the
+        # response is refused by pynetdicom's state machine (Evt9 in Sta7), unanswered.
+        if reported.is_set() and isinstance(event.message, N_EVENT_REPORT_RSP):
+            answered.set()
+
     ae = _new_ae()
     # The association stays idle while the report is awaited: its idle timeout must not
     # end it first.
@@ -377,7 +388,11 @@ def commit(
             target.port,
             ae_title=target.ae_title,
             tls_args=_tls_args(target),
-            evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket), (evt.EVT_N_EVENT_REPORT, on_report)],
+            evt_handlers=[
+                (evt.EVT_CONN_OPEN, tune_socket),
+                (evt.EVT_N_EVENT_REPORT, on_report),
+                (evt.EVT_DIMSE_SENT, on_sent),
+            ],
         )
     )
     if not assoc.is_established:
@@ -405,6 +420,7 @@ def commit(
                 return Commitment({}, elsewhere=True)
             if time.monotonic() >= deadline:
                 return Commitment({}, "no storage commitment report in time")
+        answered.wait(REPORT_ANSWER_WAIT)
         return Commitment(dict(results))
     finally:
         if assoc.is_established:
