@@ -18,6 +18,7 @@ from mpps.models import PerformedProcedureStep
 from mpps.services import mpps_create, mpps_set
 from tests.fixtures_dicom import schedule
 from tests.fixtures_mpps import n_create_dataset, n_set_dataset
+from tests.fixtures_pages import working_now
 
 if not apps.is_installed("routing"):
     pytest.skip("the routing app is not installed in this build", allow_module_level=True)
@@ -32,7 +33,7 @@ def destination(name: str) -> Destination:
 
 
 def completed_study(accession: str, *, minutes: int = 10):
-    now = timezone.localtime().replace(second=0, microsecond=0)
+    now = working_now()
     step = schedule(
         accession=accession, patient_id=f"P{accession}", start=now, study_uid=generate_uid()
     )

@@ -13,7 +13,6 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.utils import timezone
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.association import Association
@@ -23,7 +22,7 @@ from mpps.dimse import MPPS_SOP_CLASS
 from tests.fixtures_dicom import Listener, schedule
 from tests.fixtures_hl7 import MLLPClient, RunningListener, msa
 from tests.fixtures_mpps import n_create_dataset, n_set_dataset
-from tests.fixtures_pages import BrowserPage, morning
+from tests.fixtures_pages import BrowserPage, morning, working_now
 from tests.hl7_messages import orm, pid
 from tests.scu import keep_responses
 from worklist import services
@@ -55,7 +54,7 @@ def badge(browser_page: BrowserPage, accession: str) -> str:
 def test_a_row_turns_in_progress_after_an_mpps_without_a_reload(
     browser_page: BrowserPage, lead_user: User, scanner: Association
 ) -> None:
-    now = timezone.localtime().replace(second=0, microsecond=0)
+    now = working_now()
     step = schedule(
         patient_name="SMITH^MARY",
         accession="ACC900",
@@ -106,7 +105,7 @@ def test_a_row_turns_in_progress_after_an_mpps_without_a_reload(
 def test_a_change_at_the_front_desk_reaches_the_wall_display(
     browser_page: BrowserPage, lead_user: User
 ) -> None:
-    now = timezone.localtime().replace(second=0, microsecond=0)
+    now = working_now()
     step = schedule(patient_name="NGUYEN^THI", accession="ACC910", start=now)
     page = browser_page.page
     browser_page.sign_in("lead", "/board/?wall=1")
@@ -168,7 +167,7 @@ def test_the_board_and_wall_display_of_a_working_day(
 def test_an_order_from_the_ris_appears_and_its_cancel_shows(
     browser_page: BrowserPage, lead_user: User, hl7_listener: Callable[..., RunningListener]
 ) -> None:
-    start = timezone.localtime().replace(second=0, microsecond=0) + timedelta(minutes=5)
+    start = working_now() + timedelta(minutes=5)
     page = browser_page.page
     browser_page.sign_in("lead", "/board/")
     assert page.locator("tr[data-accession]").count() == 0
