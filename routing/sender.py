@@ -26,7 +26,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,28 @@ def _new_ae() -> AE:
     return ae
 
 
+def _associate(
+    ae: AE,
+    target: Target,
+    *,
+    contexts: list[Any] | None = None,
+    handlers: Sequence[tuple[Any, Callable[..., Any]]] = (),
+) -> Any:
+    """An association with ``target``: over TLS if the destination asks for it, the socket
+    tuned (``tune_socket``), on ``contexts`` or else the AE's requested ones, with
+    ``handlers`` added to the event handlers."""
+    return recover_rejection(
+        ae.associate(
+            target.host,
+            target.port,
+            ae_title=target.ae_title,
+            contexts=contexts,
+            tls_args=_tls_args(target),
+            evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket), *handlers],
+        )
+    )
+
+
 def _reject_reason(assoc: Any) -> tuple[str, bool]:
     primitive = assoc.acceptor.primitive
     result = getattr(primitive, "result", None)
@@ -173,15 +195,7 @@ def echo(target: Target) -> tuple[int | None, str]:
     """C-ECHO: (status, "") when it answers, else (None, why not)."""
     ae = _new_ae()
     ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = recover_rejection(
-        ae.associate(
-            target.host,
-            target.port,
-            ae_title=target.ae_title,
-            tls_args=_tls_args(target),
-            evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket)],
-        )
-    )
+    assoc = _associate(ae, target)
     if not assoc.is_established:
         if assoc.is_rejected:
             return None, _reject_reason(assoc)[0]
@@ -235,15 +249,8 @@ class _Association:
     def run(self, report: Callable[[Result], None], stop: threading.Event) -> Outcome:
         target = self.target
         ae = _new_ae()
-        assoc = recover_rejection(
-            ae.associate(
-                target.host,
-                target.port,
-                ae_title=target.ae_title,
-                contexts=proposed_contexts(self.items, target.transfer_syntaxes),
-                tls_args=_tls_args(target),
-                evt_handlers=[(evt.EVT_CONN_OPEN, tune_socket)],
-            )
+        assoc = _associate(
+            ae, target, contexts=proposed_contexts(self.items, target.transfer_syntaxes)
         )
         if not assoc.is_established:
             if assoc.is_rejected:
@@ -382,18 +389,8 @@ def commit(
     # end it first.
     ae.network_timeout = wait + settings.ROUTING_TIMEOUT
     ae.add_requested_context(STORAGE_COMMITMENT)
-    assoc = recover_rejection(
-        ae.associate(
-            target.host,
-            target.port,
-            ae_title=target.ae_title,
-            tls_args=_tls_args(target),
-            evt_handlers=[
-                (evt.EVT_CONN_OPEN, tune_socket),
-                (evt.EVT_N_EVENT_REPORT, on_report),
-                (evt.EVT_DIMSE_SENT, on_sent),
-            ],
-        )
+    assoc = _associate(
+        ae, target, handlers=[(evt.EVT_N_EVENT_REPORT, on_report), (evt.EVT_DIMSE_SENT, on_sent)]
     )
     if not assoc.is_established:
         return Commitment({}, "no association for storage commitment")

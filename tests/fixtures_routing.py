@@ -24,7 +24,7 @@ from pynetdicom.dsutils import split_dataset
 
 from routing import services, spool
 from routing.dataset import read_header
-from routing.models import Destination, RoutingRule
+from routing.models import Destination, JobItem, RoutingJob, RoutingRule
 from tests.conftest import get_free_port
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -265,6 +265,30 @@ def rule_to(*destinations: Destination, name: str = "all", **conditions: str) ->
     rule = RoutingRule.objects.create(name=name, **conditions)
     rule.destinations.set(destinations)
     return rule
+
+
+def committing_archive(port: int) -> Destination:
+    """The destination "ARCHIVE" on ``port``, asked for storage commitment, and a rule that
+    routes every study to it."""
+    archive = Destination.objects.create(
+        name="archive", ae_title="ARCHIVE", host="127.0.0.1", port=port, storage_commitment=True
+    )
+    rule_to(archive)
+    return archive
+
+
+def routed_study(tmp_path: Path, count: int) -> tuple[RoutingJob, list[str]]:
+    """A study of ``count`` CT instances in the spool, routed: its one job and the
+    instances' SOP Instance UIDs."""
+    study = generate_uid()
+    uids = spool_files(write_study(tmp_path / "scan", count, study_uid=study))
+    (job_id,) = services.route_study(study)
+    return RoutingJob.objects.get(pk=job_id), uids
+
+
+def item_states(job: RoutingJob) -> set[str]:
+    """The states of the job's instances."""
+    return set(JobItem.objects.filter(job=job).values_list("state", flat=True))
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, *, every: Any = None) -> None:

@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.presentation import StoragePresentationContexts
 
-from routing import jobs, services
-from routing.models import Destination, JobItem, RoutingJob
+from routing import jobs
+from routing.models import JobItem
 from tests.conftest import get_free_port
-from tests.fixtures_routing import rule_to, spool_files, write_study
+from tests.fixtures_routing import committing_archive, item_states, routed_study
 
 pytestmark = pytest.mark.django_db  # the peers here use no database: no flush needed
 
@@ -86,32 +85,17 @@ def archive(routing_settings: Any) -> Iterator[CommittingDestination]:
     routing_settings.ROUTING_TIMEOUT = 2.0
     routing_settings.ROUTING_RETRY_DELAY = 0.01
     destination = CommittingDestination()
-    rule_to(
-        Destination.objects.create(
-            name="archive",
-            ae_title="ARCHIVE",
-            host="127.0.0.1",
-            port=destination.port,
-            storage_commitment=True,
-        )
-    )
+    committing_archive(destination.port)
     yield destination
     destination.stop()
-
-
-def _job(tmp_path: Path, count: int) -> tuple[RoutingJob, list[str]]:
-    study = generate_uid()
-    uids = spool_files(write_study(tmp_path / "scan", count, study_uid=study))
-    (job_id,) = services.route_study(study)
-    return RoutingJob.objects.get(pk=job_id), uids
 
 
 def test_a_job_completes_once_every_instance_is_committed(
     archive: CommittingDestination, tmp_path: Path
 ) -> None:
-    job, uids = _job(tmp_path, 3)
+    job, uids = routed_study(tmp_path, 3)
     assert jobs.job_run(job.pk).status == "COMPLETED"
-    assert set(JobItem.objects.filter(job=job).values_list("state", flat=True)) == {"COMMITTED"}
+    assert item_states(job) == {"COMMITTED"}
     assert archive.stored == {uid: 1 for uid in uids}
 
 
@@ -119,7 +103,7 @@ def test_without_a_report_the_commitment_is_asked_again_and_nothing_is_resent(
     archive: CommittingDestination, tmp_path: Path
 ) -> None:
     archive.report = False
-    job, uids = _job(tmp_path, 2)
+    job, uids = routed_study(tmp_path, 2)
     assert jobs.job_run(job.pk).status == "SCHEDULED"
     job.refresh_from_db()
     assert "storage commitment" in job.last_error
@@ -134,7 +118,7 @@ def test_without_a_report_the_commitment_is_asked_again_and_nothing_is_resent(
 def test_an_instance_the_destination_does_not_commit_is_sent_again(
     archive: CommittingDestination, tmp_path: Path
 ) -> None:
-    job, uids = _job(tmp_path, 2)
+    job, uids = routed_study(tmp_path, 2)
     archive.refuse = {uids[0]}
     assert jobs.job_run(job.pk).status == "SCHEDULED"
     failed = JobItem.objects.get(job=job, state="FAILED")

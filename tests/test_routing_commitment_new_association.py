@@ -24,11 +24,11 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.presentation import StoragePresentationContexts
 
 from core.dicom.requestor import keep_responses
-from routing import jobs, services
-from routing.models import CommitmentRequest, Destination, JobItem, RoutingJob
+from routing import jobs
+from routing.models import CommitmentRequest, JobItem
 from tests.conftest import get_free_port
 from tests.fixtures_dicom import Listener
-from tests.fixtures_routing import rule_to, spool_files, write_study
+from tests.fixtures_routing import committing_archive, item_states, routed_study
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,36 +172,17 @@ def archive(routing_settings: Any, dicom_listener: Listener) -> Iterator[LateCom
     routing_settings.ROUTING_TIMEOUT = 3.0
     routing_settings.ROUTING_RETRY_DELAY = 0.01
     destination = LateCommitter(dicom_listener)
-    rule_to(
-        Destination.objects.create(
-            name="archive",
-            ae_title="ARCHIVE",
-            host="127.0.0.1",
-            port=destination.port,
-            storage_commitment=True,
-        )
-    )
+    committing_archive(destination.port)
     yield destination
     destination.stop()
-
-
-def _job(tmp_path: Path, count: int) -> tuple[RoutingJob, list[str]]:
-    study = generate_uid()
-    uids = spool_files(write_study(tmp_path / "scan", count, study_uid=study))
-    (job_id,) = services.route_study(study)
-    return RoutingJob.objects.get(pk=job_id), uids
-
-
-def _states(job: RoutingJob) -> set[str]:
-    return set(JobItem.objects.filter(job=job).values_list("state", flat=True))
 
 
 def test_a_report_on_a_new_association_completes_the_job_being_sent(
     archive: LateCommitter, tmp_path: Path
 ) -> None:
-    job, uids = _job(tmp_path, 3)
+    job, uids = routed_study(tmp_path, 3)
     assert jobs.job_run(job.pk).status == "COMPLETED"
-    assert _states(job) == {"COMMITTED"}
+    assert item_states(job) == {"COMMITTED"}
     # The report is recorded before it is answered: the answer may still be on its way.
     archive.wait_reports(1)
     assert archive.answers == [SUCCESS]
@@ -218,18 +199,18 @@ def test_a_report_after_the_job_stopped_waiting_completes_it(
 ) -> None:
     routing_settings.ROUTING_TIMEOUT = 1.0
     archive.hold = True
-    job, uids = _job(tmp_path, 2)
+    job, uids = routed_study(tmp_path, 2)
     assert jobs.job_run(job.pk).status == "SCHEDULED"
     job.refresh_from_db()
     assert job.last_error == "no storage commitment report in time"
-    assert _states(job) == {"SENT"}
+    assert item_states(job) == {"SENT"}
 
     archive.release()
     archive.wait_reports(1)
     assert archive.answers == [SUCCESS]
     job.refresh_from_db()
     assert job.status == "COMPLETED" and job.finished_at is not None and job.last_error == ""
-    assert _states(job) == {"COMMITTED"}
+    assert item_states(job) == {"COMMITTED"}
 
     # The same report again (a destination that did not see the first answer): Success,
     # nothing changes.
@@ -246,7 +227,7 @@ def test_an_instance_failed_in_a_later_report_is_sent_again(
 ) -> None:
     routing_settings.ROUTING_TIMEOUT = 1.0
     archive.hold = True
-    job, uids = _job(tmp_path, 2)
+    job, uids = routed_study(tmp_path, 2)
     archive.refuse = {uids[0]}
     assert jobs.job_run(job.pk).status == "SCHEDULED"
     archive.release()
@@ -272,7 +253,7 @@ def test_an_instance_failed_in_a_later_report_is_sent_again(
 def test_an_unknown_transaction_uid_is_refused_with_processing_failure(
     archive: LateCommitter, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job, uids = _job(tmp_path, 1)
+    job, uids = routed_study(tmp_path, 1)
     unknown = generate_uid()
     with caplog.at_level(logging.WARNING, logger="routing.dimse"):
         status, roles = report_to(archive.listener, event_information(unknown, uids, []))
@@ -281,7 +262,7 @@ def test_an_unknown_transaction_uid_is_refused_with_processing_failure(
     assert status.Status == PROCESSING_FAILURE  # 0x0110 Processing failure
     assert status.ErrorComment == "Unknown Transaction UID"
     assert unknown in caplog.text
-    assert _states(job) == {"PENDING"}
+    assert item_states(job) == {"PENDING"}
 
 
 @pytest.mark.parametrize(
@@ -313,7 +294,7 @@ def test_a_report_without_role_selection_is_accepted_too(
 ) -> None:
     routing_settings.ROUTING_TIMEOUT = 1.0
     archive.hold = True
-    job, uids = _job(tmp_path, 1)
+    job, uids = routed_study(tmp_path, 1)
     assert jobs.job_run(job.pk).status == "SCHEDULED"
     (request,) = CommitmentRequest.objects.filter(job=job)
     status, roles = report_to(
