@@ -89,14 +89,24 @@ def write_study(folder: Path, count: int, study_uid: str) -> list[Path]:
     return paths
 
 
-def storescu(port: int, called: str, files: list[Path]) -> float:
+def storescu(port: int, called: str, files: list[Path], senders: int = 1) -> float:
+    """Seconds for ``senders`` storescu processes at once (one association each) to send
+    ``files`` between them."""
     started = time.perf_counter()
-    subprocess.run(
-        ["storescu", "-aet", "CT1", "-aec", called, "127.0.0.1", str(port), *map(str, files)],
-        env=DCMTK_ENV,
-        check=True,
-        capture_output=True,
-    )
+    processes = [
+        subprocess.Popen(
+            ["storescu", "-aet", "CT1", "-aec", called, "127.0.0.1", str(port)]
+            + [str(path) for path in files[n::senders]],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for n in range(senders)
+    ]
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"storescu failed: {err.decode(errors='replace')}")
     return time.perf_counter() - started
 
 
@@ -180,6 +190,12 @@ def main() -> None:
     parser.add_argument(
         "--associations", type=int, default=4, help="the destination's parallel associations"
     )
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="storescu processes sending the study at once, to storescp and to the broker",
+    )
     args = parser.parse_args()
     if shutil.which("storescu") is None or shutil.which("storescp") is None:
         raise SystemExit("DCMTK's storescu and storescp are needed (apt-get install dcmtk)")
@@ -194,7 +210,7 @@ def main() -> None:
         [sys.executable, str(ROOT / "manage.py"), "dicom_server", "--port", str(listener_port)],
         env={**os.environ, "BROKER_SUPERVISED": "1"},
     )
-    direct = StoreSCP(SCRATCH / "direct", direct_port)
+    direct = StoreSCP(SCRATCH / "direct", direct_port, fork=args.senders > 1)
     forward = StoreSCP(SCRATCH / "forward", forward_port, fork=args.associations > 1)
     destination = Destination.objects.create(
         name="bench",
@@ -213,12 +229,12 @@ def main() -> None:
             study_uid = generate_uid()
             files = write_study(SCRATCH / f"study{round_number}", args.instances, study_uid)
 
-            seconds = storescu(direct_port, "DEST", files)
+            seconds = storescu(direct_port, "DEST", files, args.senders)
             if direct.count_and_clear() != len(files):
                 raise SystemExit("storescp did not get every instance directly")
             direct_rates.append(len(files) / seconds)
 
-            seconds = storescu(listener_port, settings.BROKER_AE_TITLE, files)
+            seconds = storescu(listener_port, settings.BROKER_AE_TITLE, files, args.senders)
             received_rates.append(len(files) / seconds)
             mpps_completed(listener_port, study_uid, files)
             mpps_id = PerformedProcedureStep.objects.order_by("-pk").values_list("pk", flat=True)[0]
@@ -249,7 +265,8 @@ def main() -> None:
     size_kb = 512 * 512 * 2 // 1024
     print(
         f"database: {vendor}; {args.rounds} rounds of {args.instances} CT instances of "
-        f"{size_kb} KB; destination with {args.associations} parallel association(s)"
+        f"{size_kb} KB; {args.senders} sender(s); destination with {args.associations} "
+        "parallel association(s)"
     )
     reference = statistics.median(direct_rates)
 
