@@ -10,6 +10,15 @@ process (``manage.py dicom_server``, as deployed) unless ``--port`` names a runn
 on the same database, sends each step's N-CREATE (IN PROGRESS) and N-SET (COMPLETED)
 from a pynetdicom SCU, and checks at the end that every step and MPPS is COMPLETED.
 The database must be a bench one (its name contains "bench"): it is emptied first.
+
+``--ris`` also writes the RIS outbox, as a broker with ``RIS_HL7_HOST`` set does: each
+pair queues the order's IP and CM in the MPPS transactions (nothing listens on the RIS
+port and no worker runs, so they stay pending; the check at the end counts them).
+
+The SCU turns Nagle's algorithm off on its socket (``TCP_NODELAY``), as a fast DICOM
+client does (DCMTK with ``TCP_NODELAY=1``): an N-CREATE-RQ is two writes (command, then
+data set), and with Nagle on the second waits for the listener's ACK of the first.
+``--client-nagle`` leaves it on, as pynetdicom's SCU does by default.
 """
 
 from __future__ import annotations
@@ -28,7 +37,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench_mpps.sqlite3'}")
-os.environ["RIS_HL7_HOST"] = ""  # the MPPS path alone, no outbound HL7
+# Read before Django's settings are: whether the RIS outbox is written (see --ris).
+_early = argparse.ArgumentParser(add_help=False)
+_early.add_argument("--ris", action="store_true")
+RIS = _early.parse_known_args()[0].ris
+if RIS:
+    # An RIS that is never reached: the outbox is written, the messages stay pending.
+    os.environ["RIS_HL7_HOST"] = "127.0.0.1"
+    os.environ["RIS_HL7_PORT"] = "9"
+else:
+    os.environ["RIS_HL7_HOST"] = ""  # the MPPS path alone, no outbound HL7
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import django  # noqa: E402
@@ -38,10 +56,10 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
-from pynetdicom import AE  # noqa: E402
+from pynetdicom import AE, evt  # noqa: E402
 
 from mpps.dimse import MPPS_SOP_CLASS  # noqa: E402
-from mpps.models import PerformedProcedureStep  # noqa: E402
+from mpps.models import OutboundMessage, PerformedProcedureStep  # noqa: E402
 from tests.fixtures_mpps import n_create_dataset, n_set_dataset  # noqa: E402
 from tests.scu import keep_responses  # noqa: E402
 from worklist.models import ScheduledProcedureStep  # noqa: E402
@@ -84,11 +102,23 @@ def schedule(count: int, tag: str) -> list[ScheduledProcedureStep]:
     return steps
 
 
-def perform(port: int, steps: list[ScheduledProcedureStep], failures: list[str]) -> None:
+def no_nagle(event: evt.Event) -> None:
+    """EVT_CONN_OPEN of the SCU: Nagle off on its socket, before the association request."""
+    raw = event.assoc.dul.socket.socket
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def perform(
+    port: int, steps: list[ScheduledProcedureStep], failures: list[str], *, nagle: bool = False
+) -> None:
     """One association: N-CREATE + N-SET for each step."""
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(MPPS_SOP_CLASS)
-    assoc = ae.associate("127.0.0.1", port, ae_title=settings.BROKER_AE_TITLE)
+    handlers = [] if nagle else [(evt.EVT_CONN_OPEN, no_nagle)]
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title=settings.BROKER_AE_TITLE, evt_handlers=handlers
+    )
     if not assoc.is_established:
         failures.append("association refused")
         return
@@ -107,11 +137,28 @@ def perform(port: int, steps: list[ScheduledProcedureStep], failures: list[str])
         assoc.release()
 
 
-def run_once(port: int, steps: list[ScheduledProcedureStep], associations: int) -> float:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process, all threads (Linux /proc; NaN elsewhere)."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_once(
+    port: int, steps: list[ScheduledProcedureStep], associations: int, *, nagle: bool
+) -> float:
     """Pairs per second for ``steps`` spread over ``associations`` at once."""
     chunks = [steps[i::associations] for i in range(associations)]
     failures: list[str] = []
-    threads = [threading.Thread(target=perform, args=(port, c, failures)) for c in chunks]
+    threads = [
+        threading.Thread(target=perform, args=(port, c, failures), kwargs={"nagle": nagle})
+        for c in chunks
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -130,6 +177,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="a running listener on this DB")
     parser.add_argument(
         "--associations", default="1,4,8", help="parallel associations per case (default 1,4,8)"
+    )
+    parser.add_argument(
+        "--ris", action="store_true", help="write the RIS outbox (an unreachable RIS_HL7_HOST)"
+    )
+    parser.add_argument(
+        "--client-nagle",
+        action="store_true",
+        help="leave Nagle's algorithm on in the SCU (pynetdicom's default)",
     )
     args = parser.parse_args()
 
@@ -150,14 +205,27 @@ def main() -> None:
         wait_for_port(port)
     cases = [int(n) for n in args.associations.split(",")]
     results: dict[int, list[float]] = {}
+    # CPU milliseconds per pair: of the listener (all its threads), and of this client.
+    listener_cpu: dict[int, list[float]] = {}
+    client_cpu: dict[int, list[float]] = {}
+    pid = listener.pid if listener is not None else None
     used: list[ScheduledProcedureStep] = []
     try:
         for associations in cases:
             results[associations] = []
+            listener_cpu[associations] = []
+            client_cpu[associations] = []
             for run in range(args.runs):
                 steps = schedule(args.pairs, f"{associations}x{run}")
                 used.extend(steps)
-                results[associations].append(run_once(port, steps, associations))
+                before, client_before = cpu_seconds(pid), time.process_time()
+                results[associations].append(
+                    run_once(port, steps, associations, nagle=args.client_nagle)
+                )
+                listener_cpu[associations].append((cpu_seconds(pid) - before) * 1000 / args.pairs)
+                client_cpu[associations].append(
+                    (time.process_time() - client_before) * 1000 / args.pairs
+                )
     finally:
         if listener is not None:
             listener.terminate()
@@ -166,19 +234,31 @@ def main() -> None:
     ids = [s.pk for s in used]
     completed = ScheduledProcedureStep.objects.filter(pk__in=ids, status="COMPLETED").count()
     mpps_completed = PerformedProcedureStep.objects.filter(status="COMPLETED").count()
+    # IP at the N-CREATE, CM at the N-SET: two messages per order.
+    outbox = OutboundMessage.objects.filter(order__procedures__steps__pk__in=ids).count()
     vendor = db["ENGINE"].rsplit(".", 1)[-1]
-    print(f"database: {vendor} ({db['NAME']}), {args.runs} runs of {args.pairs} pairs per case")
+    print(
+        f"database: {vendor} ({db['NAME']}), {args.runs} runs of {args.pairs} pairs per case, "
+        f"SCU {'with' if args.client_nagle else 'without'} Nagle, "
+        f"RIS outbox {'written' if RIS else 'off'}"
+    )
     for associations, figures in results.items():
         shown = ", ".join(f"{f:.0f}" for f in figures)
         print(
             f"{associations} association(s): median {statistics.median(figures):.0f} pairs/s "
-            f"(runs: {shown})"
+            f"(runs: {shown}); CPU per pair: listener "
+            f"{statistics.median(listener_cpu[associations]):.1f} ms, "
+            f"client {statistics.median(client_cpu[associations]):.1f} ms"
         )
     print(
         f"worklist check: {completed}/{len(ids)} steps COMPLETED, {mpps_completed} MPPS COMPLETED"
     )
+    if RIS:
+        print(f"outbox check: {outbox}/{2 * len(ids)} RIS messages queued")
     if completed != len(ids) or mpps_completed != len(ids):
         raise SystemExit("worklist check failed")
+    if RIS and outbox != 2 * len(ids):
+        raise SystemExit("outbox check failed")
 
 
 if __name__ == "__main__":

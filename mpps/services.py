@@ -28,7 +28,7 @@ from mpps.models import (
 )
 from mpps.status import MPPSStatus
 from mpps.validation import Refusal
-from worklist.models import Order, ScheduledProcedureStep
+from worklist.models import ScheduledProcedureStep
 from worklist.services import step_set_status
 
 logger = logging.getLogger(__name__)
@@ -115,13 +115,7 @@ def _follow_up(mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedureS
     4. Queue the orders' status for the RIS, publish the event after commit.
     """
     steps = sorted(steps, key=lambda s: s.pk)
-    order_ids = {s.procedure.order_id for s in steps}
-    list(
-        Order.objects.select_for_update()
-        .filter(pk__in=order_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    orders = outbox.lock_orders({s.procedure.order_id for s in steps})
     performed: dict[int, list[str]] = defaultdict(list)
     for step_id, status in StepLink.objects.filter(step__in=[s.pk for s in steps]).values_list(
         "step_id", "mpps__status"
@@ -136,7 +130,7 @@ def _follow_up(mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedureS
                 expected=rules.STEP_SOURCES[target],
                 current=step.status,
             )
-    outbox.order_status_follow(order_ids, mpps_id=mpps.pk)
+    outbox.locked_status_follow(orders, mpps_id=mpps.pk)
     events.publish(events.mpps_changed, mpps_id=mpps.pk, status=mpps.status)
 
 
