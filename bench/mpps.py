@@ -31,7 +31,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,7 +106,8 @@ def schedule(count: int, tag: str) -> list[ScheduledProcedureStep]:
 
 def no_nagle(event: evt.Event) -> None:
     """EVT_CONN_OPEN of the SCU: Nagle off on its socket, before the association request."""
-    raw = event.assoc.dul.socket.socket
+    assoc_socket = event.assoc.dul.socket
+    raw = assoc_socket.socket if assoc_socket is not None else None
     if raw is not None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -115,7 +118,7 @@ def perform(
     """One association: N-CREATE + N-SET for each step."""
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(MPPS_SOP_CLASS)
-    handlers = [] if nagle else [(evt.EVT_CONN_OPEN, no_nagle)]
+    handlers: list[Any] = [] if nagle else [(evt.EVT_CONN_OPEN, no_nagle)]
     assoc = ae.associate(
         "127.0.0.1", port, ae_title=settings.BROKER_AE_TITLE, evt_handlers=handlers
     )
@@ -170,6 +173,81 @@ def run_once(
     return len(steps) / elapsed
 
 
+@dataclass
+class Listener:
+    """A ``manage.py dicom_server`` process of this tree or of a reference revision."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    # Per case: pairs/s, and CPU milliseconds per pair of the listener and of this client.
+    rates: dict[int, list[float]] = field(default_factory=dict)
+    listener_cpu: dict[int, list[float]] = field(default_factory=dict)
+    client_cpu: dict[int, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, name: str, root: Path) -> Listener:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, str(root / "manage.py"), "dicom_server", "--port", str(port)],
+            cwd=root,
+            env={**os.environ, "BROKER_SUPERVISED": "1"},
+        )
+        wait_for_port(port)
+        return cls(name, port, process)
+
+    def run(self, steps: list[ScheduledProcedureStep], associations: int, nagle: bool) -> None:
+        pid = self.process.pid if self.process is not None else None
+        before, client_before = cpu_seconds(pid), time.process_time()
+        rate = run_once(self.port, steps, associations, nagle=nagle)
+        self.rates.setdefault(associations, []).append(rate)
+        self.listener_cpu.setdefault(associations, []).append(
+            (cpu_seconds(pid) - before) * 1000 / len(steps)
+        )
+        self.client_cpu.setdefault(associations, []).append(
+            (time.process_time() - client_before) * 1000 / len(steps)
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(15)
+
+    def line(self, associations: int) -> str:
+        figures = self.rates[associations]
+        shown = ", ".join(f"{f:.0f}" for f in figures)
+        return (
+            f"median {statistics.median(figures):.0f} pairs/s (runs: {shown}); CPU per pair: "
+            f"listener {statistics.median(self.listener_cpu[associations]):.1f} ms, "
+            f"client {statistics.median(self.client_cpu[associations]):.1f} ms"
+        )
+
+
+def reference_tree(rev: str) -> Path:
+    """A git worktree of ``rev`` (made once, kept under var/), on this tree's schema."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "diff", "--name-only", commit, "--", "*/migrations/*"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if changed:
+        raise SystemExit(f"{rev} has other migrations ({changed[0]}...): cannot share the database")
+    tree = ROOT / "var" / f"bench-reference-{commit}"
+    if not tree.exists():
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), commit],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    return tree
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=200, help="pairs per run (default 200)")
@@ -186,7 +264,14 @@ def main() -> None:
         action="store_true",
         help="leave Nagle's algorithm on in the SCU (pynetdicom's default)",
     )
+    parser.add_argument(
+        "--reference",
+        metavar="REV",
+        help="also run the listener of REV (a git worktree, same database), alternating",
+    )
     args = parser.parse_args()
+    if args.reference and args.port:
+        parser.error("--reference starts its own listeners; it cannot be used with --port")
 
     db = settings.DATABASES["default"]
     if "bench" not in str(db["NAME"]):
@@ -194,42 +279,26 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
 
-    listener = None
-    port = args.port
-    if not port:
-        port = free_port()
-        listener = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "dicom_server", "--port", str(port)],
-            env={**os.environ, "BROKER_SUPERVISED": "1"},
-        )
-        wait_for_port(port)
-    cases = [int(n) for n in args.associations.split(",")]
-    results: dict[int, list[float]] = {}
-    # CPU milliseconds per pair: of the listener (all its threads), and of this client.
-    listener_cpu: dict[int, list[float]] = {}
-    client_cpu: dict[int, list[float]] = {}
-    pid = listener.pid if listener is not None else None
-    used: list[ScheduledProcedureStep] = []
+    listeners: list[Listener] = []
     try:
+        listeners.append(
+            Listener("current", args.port) if args.port else Listener.start("current", ROOT)
+        )
+        if args.reference:
+            listeners.append(Listener.start(args.reference, reference_tree(args.reference)))
+        cases = [int(n) for n in args.associations.split(",")]
+        used: list[ScheduledProcedureStep] = []
         for associations in cases:
-            results[associations] = []
-            listener_cpu[associations] = []
-            client_cpu[associations] = []
             for run in range(args.runs):
-                steps = schedule(args.pairs, f"{associations}x{run}")
-                used.extend(steps)
-                before, client_before = cpu_seconds(pid), time.process_time()
-                results[associations].append(
-                    run_once(port, steps, associations, nagle=args.client_nagle)
-                )
-                listener_cpu[associations].append((cpu_seconds(pid) - before) * 1000 / args.pairs)
-                client_cpu[associations].append(
-                    (time.process_time() - client_before) * 1000 / args.pairs
-                )
+                # Each listener goes first in every other run: neither always runs warmer.
+                order = listeners if run % 2 == 0 else listeners[::-1]
+                for listener in order:
+                    steps = schedule(args.pairs, f"{associations}x{run}{listener.name[:4]}")
+                    used.extend(steps)
+                    listener.run(steps, associations, args.client_nagle)
     finally:
-        if listener is not None:
-            listener.terminate()
-            listener.wait(15)
+        for listener in listeners:
+            listener.stop()
 
     ids = [s.pk for s in used]
     completed = ScheduledProcedureStep.objects.filter(pk__in=ids, status="COMPLETED").count()
@@ -242,14 +311,16 @@ def main() -> None:
         f"SCU {'with' if args.client_nagle else 'without'} Nagle, "
         f"RIS outbox {'written' if RIS else 'off'}"
     )
-    for associations, figures in results.items():
-        shown = ", ".join(f"{f:.0f}" for f in figures)
-        print(
-            f"{associations} association(s): median {statistics.median(figures):.0f} pairs/s "
-            f"(runs: {shown}); CPU per pair: listener "
-            f"{statistics.median(listener_cpu[associations]):.1f} ms, "
-            f"client {statistics.median(client_cpu[associations]):.1f} ms"
-        )
+    current = listeners[0]
+    for associations in cases:
+        print(f"{associations} association(s): {current.line(associations)}")
+        for reference in listeners[1:]:
+            ratio = statistics.median(current.rates[associations]) / statistics.median(
+                reference.rates[associations]
+            )
+            print(
+                f"    reference {reference.name}: {reference.line(associations)}; ratio {ratio:.2f}x"
+            )
     print(
         f"worklist check: {completed}/{len(ids)} steps COMPLETED, {mpps_completed} MPPS COMPLETED"
     )
