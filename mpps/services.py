@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from core import events
+from core import events, fastpath
 from mpps import dataset as mpps_dataset
 from mpps import outbox, rules, validation
 from mpps.models import (
@@ -144,12 +144,14 @@ def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "
     try:
         with transaction.atomic():
             # A duplicate SOP Instance UID fails this insert on the unique column.
-            mpps = PerformedProcedureStep.objects.create(
+            mpps = PerformedProcedureStep(
                 sop_instance_uid=sop_instance_uid,
                 calling_ae_title=calling_ae_title[:16],
                 dataset=mpps_dataset.to_json(ds),
                 **mpps_dataset.columns(ds),
             )
+            # SQL compiled once (core.fastpath): the same INSERT for every N-CREATE.
+            fastpath.insert_row(mpps)
             refs = mpps_dataset.step_references(ds)
             ScheduledReference.objects.bulk_create(
                 [
@@ -192,9 +194,14 @@ def mpps_set(*, sop_instance_uid: str, modification: Dataset) -> Outcome:
     """
     for _ in range(_SET_RETRIES):
         with transaction.atomic():
-            current = PerformedProcedureStep.objects.filter(
-                sop_instance_uid=sop_instance_uid
-            ).first()
+            # The UID is unique: at most one row. SQL compiled once (core.fastpath).
+            found = fastpath.select_rows(
+                PerformedProcedureStep,
+                "mpps_set",
+                [sop_instance_uid],
+                lambda: PerformedProcedureStep.objects.filter(sop_instance_uid=sop_instance_uid),
+            )
+            current = found[0] if found else None
             if current is None:
                 return Outcome(refusal=validation.unknown_instance(sop_instance_uid))
             stored = mpps_dataset.from_json(current.dataset)
