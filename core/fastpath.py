@@ -1,11 +1,14 @@
-"""The HL7 intake's hot path: INSERTs and SELECTs whose SQL is compiled once.
+"""The HL7 intake's and the MPPS SCP's hot paths: INSERTs and SELECTs whose SQL is
+compiled once.
 
 Why it exists: Django compiles the SQL of every ``save()`` and every queryset anew and has
 no prepared statements. The HL7 intake inserts and reads the same few shapes of row for
 every message (the message log, patient, order, procedure, step, the device registry),
 and on PostgreSQL about a third of its time per message went to compiling those
-statements (README, "HL7 intake"). Here each shape is compiled by Django once and its SQL
-kept; later calls only convert the values and execute.
+statements (README, "HL7 intake"). The MPPS N-CREATE / N-SET insert the performed step
+and the RIS outbox's messages, and read the instance by its UID, for every request.
+Here each shape is compiled by Django once and its SQL kept; later calls only convert
+the values and execute.
 
 What it depends on (Django's private API, checked against the version in
 ``WRITTEN_FOR`` by the system check ``broker.E020`` at start-up; re-check this module

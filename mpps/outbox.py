@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from core import fastpath
 from mpps import ris, rules
-from mpps.models import OutboundAttempt, OutboundMessage, StepLink
+from mpps.models import OutboundAttempt, OutboundMessage
 from mpps.status import OutboundState
 from worklist.models import Order, ScheduledProcedureStep
 
@@ -69,13 +70,15 @@ def order_info(order: Order) -> ris.OrderInfo:
 
 
 def _queue(order: Order, order_status: str, *, sequence: int, mpps_id: int | None) -> None:
-    message = OutboundMessage.objects.create(
+    message = OutboundMessage(
         order=order,
         sequence=sequence,
         mpps_id=mpps_id,
         order_status=order_status,
         message_type=settings.RIS_HL7_MESSAGE,
     )
+    # SQL compiled once (core.fastpath): two of these for every performed step.
+    fastpath.insert_row(message)
     message.control_id = f"BRKST{message.pk}"
     message.raw = ris.build_status_message(
         order_info(order),
@@ -89,35 +92,59 @@ def _queue(order: Order, order_status: str, *, sequence: int, mpps_id: int | Non
     message.save(update_fields=["control_id", "raw"])
 
 
+def lock_orders(order_ids: Iterable[int]) -> list[Order]:
+    """Inside the caller's transaction: lock the orders, in id order (so that two callers
+    cannot deadlock, and as HL7 intake takes them: order, then steps).
+
+    With an RIS to tell, the rows come whole with their patient (for the status message;
+    only the orders are locked); without, only their ids are read.
+    """
+    query = Order.objects.select_for_update(of=("self",)).filter(pk__in=set(order_ids))
+    if not settings.RIS_HL7_HOST:
+        return [Order(pk=pk) for pk in query.order_by("pk").values_list("pk", flat=True)]
+    return list(query.select_related("patient").order_by("pk"))
+
+
 def order_status_follow(order_ids: Iterable[int], *, mpps_id: int | None = None) -> None:
     """Inside the caller's transaction: queue each order's new status, if it changed.
 
-    The order rows are locked (in id order, so two callers cannot deadlock) so that two
-    concurrent MPPS updates of one order number their messages one after the other.
+    The order rows are locked (see :func:`lock_orders`) so that two concurrent MPPS
+    updates of one order number their messages one after the other.
     """
+    if settings.RIS_HL7_HOST:
+        locked_status_follow(lock_orders(order_ids), mpps_id=mpps_id)
+
+
+def locked_status_follow(orders: Iterable[Order], *, mpps_id: int | None = None) -> None:
+    """:func:`order_status_follow` for orders the caller has locked with
+    :func:`lock_orders` in this transaction."""
     if not settings.RIS_HL7_HOST:
         return
-    for order in Order.objects.select_for_update().filter(pk__in=set(order_ids)).order_by("pk"):
+    for order in orders:
+        # Every step of the order with the statuses of its performed steps: one row per
+        # link (LEFT JOIN), and one with None for a step without any.
         performed: dict[int, list[str]] = defaultdict(list)
-        for step_id, mpps_status in StepLink.objects.filter(
-            step__procedure__order=order
-        ).values_list("step_id", "mpps__status"):
-            performed[step_id].append(mpps_status)
-        steps = ScheduledProcedureStep.objects.filter(procedure__order=order).values_list(
-            "pk", "status"
-        )
-        wanted = rules.order_status_of((status, performed[pk]) for pk, status in steps)
+        statuses: dict[int, str] = {}
+        for pk, status, mpps_status in (
+            ScheduledProcedureStep.objects.filter(procedure__order=order)
+            .order_by("pk")
+            .values_list("pk", "status", "mpps_links__mpps__status")
+        ):
+            statuses[pk] = status
+            if mpps_status is not None:
+                performed[pk].append(mpps_status)
+        wanted = rules.order_status_of((status, performed[pk]) for pk, status in statuses.items())
         queued = list(
             OutboundMessage.objects.filter(order=order)
             .order_by("sequence")
-            .values_list("order_status", flat=True)
+            .values_list("sequence", "order_status")
         )
-        new = rules.statuses_to_queue(queued, wanted)
+        new = rules.statuses_to_queue([status for _, status in queued], wanted)
         if not new:
             continue
-        top = OutboundMessage.objects.filter(order=order).aggregate(top=Max("sequence"))["top"]
+        top = queued[-1][0] if queued else 0
         for offset, order_status in enumerate(new, start=1):
-            _queue(order, order_status, sequence=(top or 0) + offset, mpps_id=mpps_id)
+            _queue(order, order_status, sequence=top + offset, mpps_id=mpps_id)
         _send_after_commit(order.pk)
 
 

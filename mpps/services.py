@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
-from core import events
+from core import events, fastpath
 from mpps import dataset as mpps_dataset
 from mpps import outbox, rules, validation
 from mpps.models import (
@@ -28,7 +28,7 @@ from mpps.models import (
 )
 from mpps.status import MPPSStatus
 from mpps.validation import Refusal
-from worklist.models import Order, ScheduledProcedureStep
+from worklist.models import ScheduledProcedureStep
 from worklist.services import step_set_status
 
 logger = logging.getLogger(__name__)
@@ -115,13 +115,7 @@ def _follow_up(mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedureS
     4. Queue the orders' status for the RIS, publish the event after commit.
     """
     steps = sorted(steps, key=lambda s: s.pk)
-    order_ids = {s.procedure.order_id for s in steps}
-    list(
-        Order.objects.select_for_update()
-        .filter(pk__in=order_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    orders = outbox.lock_orders({s.procedure.order_id for s in steps})
     performed: dict[int, list[str]] = defaultdict(list)
     for step_id, status in StepLink.objects.filter(step__in=[s.pk for s in steps]).values_list(
         "step_id", "mpps__status"
@@ -136,7 +130,7 @@ def _follow_up(mpps: PerformedProcedureStep, steps: Iterable[ScheduledProcedureS
                 expected=rules.STEP_SOURCES[target],
                 current=step.status,
             )
-    outbox.order_status_follow(order_ids, mpps_id=mpps.pk)
+    outbox.locked_status_follow(orders, mpps_id=mpps.pk)
     events.publish(events.mpps_changed, mpps_id=mpps.pk, status=mpps.status)
 
 
@@ -150,12 +144,14 @@ def mpps_create(*, sop_instance_uid: str, ds: Dataset, calling_ae_title: str = "
     try:
         with transaction.atomic():
             # A duplicate SOP Instance UID fails this insert on the unique column.
-            mpps = PerformedProcedureStep.objects.create(
+            mpps = PerformedProcedureStep(
                 sop_instance_uid=sop_instance_uid,
                 calling_ae_title=calling_ae_title[:16],
                 dataset=mpps_dataset.to_json(ds),
                 **mpps_dataset.columns(ds),
             )
+            # SQL compiled once (core.fastpath): the same INSERT for every N-CREATE.
+            fastpath.insert_row(mpps)
             refs = mpps_dataset.step_references(ds)
             ScheduledReference.objects.bulk_create(
                 [
@@ -198,9 +194,14 @@ def mpps_set(*, sop_instance_uid: str, modification: Dataset) -> Outcome:
     """
     for _ in range(_SET_RETRIES):
         with transaction.atomic():
-            current = PerformedProcedureStep.objects.filter(
-                sop_instance_uid=sop_instance_uid
-            ).first()
+            # The UID is unique: at most one row. SQL compiled once (core.fastpath).
+            found = fastpath.select_rows(
+                PerformedProcedureStep,
+                "mpps_set",
+                [sop_instance_uid],
+                lambda: PerformedProcedureStep.objects.filter(sop_instance_uid=sop_instance_uid),
+            )
+            current = found[0] if found else None
             if current is None:
                 return Outcome(refusal=validation.unknown_instance(sop_instance_uid))
             stored = mpps_dataset.from_json(current.dataset)

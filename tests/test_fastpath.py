@@ -22,6 +22,9 @@ from broker.checks import private_api_problems
 from core import fastpath
 from hl7v2.models import InboundMessage
 from hl7v2.status import Outcome
+from mpps.models import OutboundMessage, PerformedProcedureStep
+from mpps.status import OrderStatus
+from tests.fixtures_mpps import make_step
 from worklist.models import (
     Device,
     Order,
@@ -161,6 +164,47 @@ def test_an_inbound_message_row_is_the_one_save_writes() -> None:
         # A BinaryField has a placeholder of its own (get_placeholder): "%s" on both
         # databases, checked for each value, so the message row's SQL is cached too.
     )
+
+
+def test_a_performed_step_and_an_outbox_row_are_the_ones_save_writes() -> None:
+    """The MPPS N-CREATE's row (a JSON data set) and the RIS outbox's message row."""
+    dataset = {"00400252": {"vr": "CS", "Value": ["IN PROGRESS"]}}
+    _same_rows(
+        PerformedProcedureStep,
+        lambda i: PerformedProcedureStep(
+            sop_instance_uid=f"1.2.3.{i}",
+            calling_ae_title="CT1",
+            dataset=dataset,
+            modality="CT",
+            started_at=timezone.make_aware(dt.datetime(2026, 12, 1, 8, 30)),
+        ),
+        {"sop_instance_uid"},
+    )
+    order = make_step().procedure.order
+    _same_rows(
+        OutboundMessage,
+        lambda i: OutboundMessage(
+            order=order, sequence=i + 1, order_status=OrderStatus.IN_PROCESS, message_type="ORM^O01"
+        ),
+        {"sequence"},
+    )
+
+
+def test_select_rows_reads_a_performed_step_as_the_orm_does() -> None:
+    """The N-SET's read of the instance by its UID (a JSON data set converted back)."""
+    for i in range(3):
+        PerformedProcedureStep.objects.create(
+            sop_instance_uid=f"1.2.4.{i}", dataset={"00100020": {"vr": "LO", "Value": [f"P{i}"]}}
+        )
+    for uid in ("1.2.4.1", "1.2.4.2", "1.2.4.9"):  # compiled once, then cached; one unknown
+
+        def queryset(u: str = uid) -> QuerySet[PerformedProcedureStep]:
+            return PerformedProcedureStep.objects.filter(sop_instance_uid=u)
+
+        rows = fastpath.select_rows(PerformedProcedureStep, "test-mpps-uid", [uid], queryset)
+        assert (PerformedProcedureStep, connection.vendor, "test-mpps-uid") in fastpath._SELECT_SQL
+        assert [_fields(r) for r in rows] == [_fields(r) for r in queryset()]
+        assert all(isinstance(r.dataset, dict) for r in rows)
 
 
 def test_a_taken_unique_key_is_refused_without_aborting_the_transaction() -> None:

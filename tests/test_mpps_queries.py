@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from pydicom.uid import generate_uid
 
 from mpps import services
+from mpps.models import OutboundMessage
+from mpps.status import OrderStatus
 from tests.fixtures_mpps import make_step, n_create_dataset, n_set_dataset
 from worklist.models import ScheduledProcedureStep
 from worklist.services import step_set_status
@@ -39,6 +41,32 @@ def test_an_n_create_and_its_n_set_cost_at_most_nine_and_eleven_queries(settings
     assert len(set_.captured_queries) <= N_SET_MAX_QUERIES, set_.captured_queries
     step.refresh_from_db()
     assert step.status == SPSStatus.COMPLETED
+
+
+# With an RIS to tell, each also queues the order's status: the steps of the order with
+# their performed statuses, the messages queued, the message, the order's procedures,
+# steps and station AE titles for its text, and the message's control ID and text (the
+# order lock is shared with the steps' follow-up, and the order comes with its patient).
+# It was 20 and 22 with the order locked twice and read in five statements.
+N_CREATE_MAX_QUERIES_WITH_RIS = 16
+N_SET_MAX_QUERIES_WITH_RIS = 18
+
+
+def test_with_an_ris_they_cost_at_most_sixteen_and_eighteen_queries(settings: Any) -> None:
+    settings.RIS_HL7_HOST = "127.0.0.1"
+    step = make_step()
+    uid = generate_uid()
+    with CaptureQueriesContext(connection) as created:
+        assert services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step)).refusal is None
+    with CaptureQueriesContext(connection) as set_:
+        assert services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset()).refusal is None
+    assert len(created.captured_queries) <= N_CREATE_MAX_QUERIES_WITH_RIS, created.captured_queries
+    assert len(set_.captured_queries) <= N_SET_MAX_QUERIES_WITH_RIS, set_.captured_queries
+    assert list(
+        OutboundMessage.objects.filter(order=step.procedure.order)
+        .order_by("sequence")
+        .values_list("sequence", "order_status")
+    ) == [(1, OrderStatus.IN_PROCESS), (2, OrderStatus.COMPLETED)]
 
 
 def test_a_step_that_moved_on_after_it_was_read_is_decided_on_again() -> None:
