@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Hashable, Iterable
+from enum import Enum
 from typing import Any, TypeVar
 
 import psycopg
@@ -277,7 +278,10 @@ VALUES_SQL_KEPT = 1000
 
 def bind_value(value: Any) -> Any:
     """``value`` as Django passes it to this connection's cursor for a date, time or
-    date-time column (SQLite: text); any other value unchanged."""
+    date-time column (SQLite: text); a choice (``TextChoices`` member) as its value, which
+    it equals; any other value unchanged."""
+    if isinstance(value, Enum):
+        return value.value
     ops = connection.ops
     if isinstance(value, dt.datetime):
         return ops.adapt_datetimefield_value(value)

@@ -47,21 +47,28 @@ class _Unknown(Exception):
     """A condition this walk does not know: run the query through Django."""
 
 
+def step_queryset(
+    matching: Matching, columns: Sequence[str], limit: int
+) -> QuerySet[ScheduledProcedureStep, Any]:
+    """The ORM query of :func:`step_rows`."""
+    query = matching.queryset
+    annotations = {c: ANNOTATIONS[c] for c in columns if c in ANNOTATIONS}
+    if annotations:
+        query = query.annotate(**annotations)
+    return query.order_by(*ORDER).values_list(*columns)[:limit]
+
+
 def step_rows(matching: Matching, columns: Sequence[str], limit: int) -> list[tuple[Any, ...]]:
     """``matching``'s steps, ``columns`` of each, by start then pk, at most ``limit``."""
-
-    def queryset() -> QuerySet[ScheduledProcedureStep, Any]:
-        query = matching.queryset
-        annotations = {c: ANNOTATIONS[c] for c in columns if c in ANNOTATIONS}
-        if annotations:
-            query = query.annotate(**annotations)
-        return query.order_by(*ORDER).values_list(*columns)[:limit]
-
     try:
         key, params = shape(matching, columns)
     except _Unknown:
-        return list(queryset())
-    return fastpath.values_rows(("steps", key, tuple(columns), limit), params, queryset)
+        return list(step_queryset(matching, columns, limit))
+    return fastpath.values_rows(
+        ("steps", key, tuple(columns), limit),
+        params,
+        lambda: step_queryset(matching, columns, limit),
+    )
 
 
 def station_rows(step_ids: list[int]) -> list[tuple[int, str]]:
@@ -129,13 +136,10 @@ def _value(value: Any, params: list[Any]) -> Hashable:
 def _expression(expression: Any, params: list[Any]) -> Hashable:
     """The shape of a matched expression; its constants go into ``params``."""
     if isinstance(expression, F):
-        if expression.name in ANNOTATIONS:
-            return (
-                "annotation",
-                expression.name,
-                _expression(ANNOTATIONS[expression.name], params),
-            )
-        return ("F", expression.name)
+        name: str = expression.name  # type: ignore[attr-defined]  # not in django-stubs
+        if name in ANNOTATIONS:
+            return ("annotation", name, _expression(ANNOTATIONS[name], params))
+        return ("F", name)
     if isinstance(expression, Col):
         return ("col", expression.alias, expression.target.model, expression.target.name)
     if isinstance(expression, Value):
