@@ -1,14 +1,14 @@
-"""The HL7 intake's and the MPPS SCP's hot paths: INSERTs and SELECTs whose SQL is
-compiled once.
+"""Hot paths: INSERTs and SELECTs whose SQL is compiled once.
 
 Why it exists: Django compiles the SQL of every ``save()`` and every queryset anew and has
 no prepared statements. The HL7 intake inserts and reads the same few shapes of row for
 every message (the message log, patient, order, procedure, step, the device registry),
 and on PostgreSQL about a third of its time per message went to compiling those
 statements (README, "HL7 intake"). The MPPS N-CREATE / N-SET insert the performed step
-and the RIS outbox's messages, and read the instance by its UID, for every request.
-Here each shape is compiled by Django once and its SQL kept; later calls only convert
-the values and execute.
+and the RIS outbox's messages, and read the instance by its UID, for every request; a
+worklist C-FIND spent most of its CPU building and compiling its two querysets (README,
+"Worklist C-FIND"). Here each shape is compiled by Django once and its SQL kept; later
+calls only convert the values and execute.
 
 What it depends on (Django's private API, checked against the version in
 ``WRITTEN_FOR`` by the system check ``broker.E020`` at start-up; re-check this module
@@ -23,16 +23,24 @@ before changing that pin):
 - ``SQLCompiler.select`` as ``(col, sql, alias)`` triples after ``as_sql()``, whose
   ``col.target`` is the model field;
 - ``OnConflict.IGNORE`` compiling to ``ON CONFLICT DO NOTHING`` / ``INSERT OR IGNORE``;
-- ``BinaryField.get_placeholder`` being ``connection.ops.binary_placeholder_sql(value)``.
+- ``BinaryField.get_placeholder`` being ``connection.ops.binary_placeholder_sql(value)``;
+- for ``values_rows``: ``QuerySet._iterable_class`` being ``ValuesListIterable`` for a
+  plain ``values_list()``, which yields ``SQLCompiler.results_iter(tuple_expected=True)``:
+  the converters of ``select[:col_count]`` applied to each row; ``has_extra_select``;
+  ``has_composite_fields()``.
 
 ``tests/test_fastpath.py`` checks that the rows written and read here are exactly the
-rows ``Model.save()`` and the ORM write and read, column by column, on both databases.
+rows ``Model.save()`` and the ORM write and read, column by column, on both databases;
+``tests/test_mwl_statements.py`` that the worklist's cached statements are Django's, and
+return the rows (and order) of its querysets, for many queries.
 Nothing here knows an app: it works on any model.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Hashable, Iterable
+from enum import Enum
 from typing import Any, TypeVar
 
 import psycopg
@@ -41,6 +49,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, models
 from django.db.models import QuerySet
 from django.db.models.constants import OnConflict
+from django.db.models.query import ValuesListIterable
 from django.db.models.sql import InsertQuery
 
 M = TypeVar("M", bound=models.Model)
@@ -260,3 +269,74 @@ def select_rows(
             converted.append(values)
         rows = converted
     return [model.from_db(db.alias, field_names, row) for row in rows]
+
+
+# SELECTs of column values (``values_list()``), compiled once per (backend, caller's key):
+# (SQL, converters). A peer chooses the shapes of its queries, so the number kept is
+# bounded; past it, Django compiles every query of a new shape, as it does without cache.
+_VALUES_SQL: dict[tuple[Any, ...], tuple[str, dict[int, Any]]] = {}
+VALUES_SQL_KEPT = 1000
+
+
+def bind_value(value: Any) -> Any:
+    """``value`` as Django passes it to this connection's cursor for a date, time or
+    date-time column (SQLite: text); a choice (``TextChoices`` member) as its value, which
+    it equals; any other value unchanged."""
+    if isinstance(value, Enum):
+        return value.value
+    ops = connection.ops
+    if isinstance(value, dt.datetime):
+        return ops.adapt_datetimefield_value(value)
+    if isinstance(value, dt.date):
+        return ops.adapt_datefield_value(value)
+    if isinstance(value, dt.time):
+        return ops.adapt_timefield_value(value)
+    return value
+
+
+def values_rows(
+    key: Hashable, params: list[Any], queryset: Callable[[], QuerySet[Any, Any]]
+) -> list[tuple[Any, ...]]:
+    """``list(queryset())`` for a ``values_list()`` queryset (not ``flat``, not
+    ``named``), with its SQL compiled only once per ``key``.
+
+    ``key`` must tell apart every query whose SQL differs (all but the parameter values);
+    ``params`` are its parameters in Django's order, as Django binds them
+    (``bind_value``). The SQL is kept only when they equal Django's own for the first
+    query of this key; otherwise, or for any other kind of queryset, Django runs it.
+    """
+    db = connection
+    cache_key = (db.vendor, key)
+    cached = _VALUES_SQL.get(cache_key)
+    if cached is None:
+        query = queryset()
+        compiler = query.query.get_compiler(using=db.alias)
+        try:
+            sql, django_params = compiler.as_sql()
+        except EmptyResultSet:
+            return []
+        select = [col for col, _, _ in compiler.select[: compiler.col_count]]
+        if (
+            query._iterable_class is not ValuesListIterable
+            or compiler.has_extra_select
+            or compiler.has_composite_fields(select)
+            or list(django_params) != params
+            or len(_VALUES_SQL) >= VALUES_SQL_KEPT
+        ):
+            return list(query)
+        cached = (sql, compiler.get_converters(select))
+        _VALUES_SQL[cache_key] = cached
+    sql, converters = cached
+    with _bound_cursor(db) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if not converters:
+        return [tuple(row) for row in rows]
+    converted = []
+    for row in rows:  # as SQLCompiler.apply_converters, with this thread's connection
+        values = list(row)
+        for pos, (convs, expression) in converters.items():
+            for convert in convs:
+                values[pos] = convert(values[pos], expression, db)
+        converted.append(tuple(values))
+    return converted

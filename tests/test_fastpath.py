@@ -249,6 +249,49 @@ def test_select_rows_falls_back_to_the_orm_when_its_parameters_are_not_djangos()
     assert [r.ae_title for r in rows] == ["ONLY"]
 
 
+def test_values_rows_reads_the_rows_and_converted_values_the_queryset_reads() -> None:
+    patient = Patient.objects.create(patient_id="FP-VALUES", name="DOE^JANE")
+    order = Order.objects.create(patient=patient, accession_number="ACC-V")
+    procedure = RequestedProcedure.objects.create(
+        order=order, requested_procedure_id="RP1", study_instance_uid="1.2.826.0.1.3680043.8.498.9"
+    )
+    for i, hour in enumerate((9, 8, 10)):
+        ScheduledProcedureStep.objects.create(
+            procedure=procedure,
+            sps_id=f"SPS{i}",
+            modality="CT",
+            start=timezone.make_aware(dt.datetime(2026, 12, 1, hour, 30)),
+            protocol_codes=[{"value": f"P{i}"}],
+        )
+    fastpath._VALUES_SQL.clear()
+    for day in (dt.date(2026, 12, 1), dt.date(2026, 12, 2), dt.date(2026, 12, 1)):
+
+        def queryset(d: dt.date = day) -> QuerySet[Any, Any]:
+            return (
+                ScheduledProcedureStep.objects.filter(start_date=d)
+                .order_by("start_time", "pk")
+                .values_list("sps_id", "start_date", "start_time", "protocol_codes")
+            )
+
+        rows = fastpath.values_rows("test-day", [fastpath.bind_value(day)], queryset)
+        assert (connection.vendor, "test-day") in fastpath._VALUES_SQL
+        # Dates, times and JSON converted as the ORM converts them, in its order.
+        assert rows == list(queryset())
+    assert [r[0] for r in rows] == ["SPS1", "SPS0", "SPS2"]
+
+
+def test_values_rows_falls_back_to_the_orm_when_its_parameters_are_not_djangos() -> None:
+    Device.objects.create(ae_title="ONLY", modality="CT")
+    fastpath._VALUES_SQL.clear()
+    rows = fastpath.values_rows(
+        "test-wrong",
+        ["wrong"],
+        lambda: Device.objects.filter(modality="CT").values_list("ae_title"),
+    )
+    assert rows == [("ONLY",)]
+    assert not fastpath._VALUES_SQL
+
+
 def test_the_start_up_check_names_the_module_when_django_is_not_the_release_it_was_written_for() -> (
     None
 ):

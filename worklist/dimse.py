@@ -72,7 +72,7 @@ def find(
     matching = match(identifier, options)
     builder = ResponseBuilder(keys, implicit_vr=implicit_vr, little_endian=little_endian)
     # One row more than allowed tells "truncated" without counting every match.
-    rows, stations = builder.rows(matching.queryset, limit + 1)
+    rows, stations = builder.matched_rows(matching, limit + 1)
     truncated = len(rows) > limit
     return FindResult(
         builder=builder,

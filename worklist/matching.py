@@ -81,8 +81,22 @@ class MatchOptions:
 
 @dataclass
 class Matching:
-    queryset: QuerySet[ScheduledProcedureStep]
+    """The steps a query matches: ``queryset``, built from ``annotations`` and, in this
+    order, one ``filter()`` per condition of ``filters`` (``worklist.statements`` reads
+    them to run the same query from SQL compiled once)."""
+
+    filters: list[Q]
+    annotations: tuple[str, ...] = ()
     unsupported: list[int] = field(default_factory=list)
+
+    @property
+    def queryset(self) -> QuerySet[ScheduledProcedureStep]:
+        queryset = ScheduledProcedureStep.objects.all()
+        if self.annotations:
+            queryset = queryset.annotate(**{name: ANNOTATIONS[name] for name in self.annotations})
+        for condition in self.filters:
+            queryset = queryset.filter(condition)
+        return queryset
 
 
 class DicomWildcard(Lookup[str]):
@@ -93,12 +107,17 @@ class DicomWildcard(Lookup[str]):
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
+        # SQLite's LIKE ignores case; GLOB does not and still uses the index.
+        operator = "GLOB" if connection.vendor == "sqlite" else "LIKE"
+        return f"{lhs} {operator} %s", [*lhs_params, self.bound_pattern(connection.vendor)]
+
+    def bound_pattern(self, vendor: str) -> str:
+        """The pattern's query parameter on this database."""
         pattern = str(self.rhs)
-        if connection.vendor == "sqlite":
-            # SQLite's LIKE ignores case; GLOB does not and still uses the index.
-            return f"{lhs} GLOB %s", [*lhs_params, glob_pattern(pattern)]
+        if vendor == "sqlite":
+            return glob_pattern(pattern)
         # Backslash is PostgreSQL's default LIKE escape character.
-        return f"{lhs} LIKE %s", [*lhs_params, like_pattern(pattern)]
+        return like_pattern(pattern)
 
 
 def glob_pattern(pattern: str) -> str:
@@ -415,14 +434,14 @@ def match(identifier: Dataset, options: MatchOptions | None = None) -> Matching:
         station = _station_q([options.calling_ae.strip()])
         if station is not None:
             out.conditions.append(station)
-    queryset = ScheduledProcedureStep.objects.all()
-    if out.annotations:
-        queryset = queryset.annotate(**{name: ANNOTATIONS[name] for name in out.annotations})
-    if not out.status_given:
-        queryset = queryset.filter(status__in=OFFERED_BY_DEFAULT)
-    for condition in out.conditions:
-        queryset = queryset.filter(condition)
-    return Matching(queryset=queryset, unsupported=sorted(set(out.unsupported)))
+    filters = (
+        out.conditions if out.status_given else [Q(status__in=OFFERED_BY_DEFAULT), *out.conditions]
+    )
+    return Matching(
+        filters=filters,
+        annotations=tuple(sorted(out.annotations)),
+        unsupported=sorted(set(out.unsupported)),
+    )
 
 
 def offending(tag: int | None) -> list[Any] | None:

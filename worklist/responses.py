@@ -35,6 +35,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag
 
+from worklist import statements
 from worklist.attributes import (
     ANNOTATIONS,
     TOP_BY_TAG,
@@ -42,8 +43,8 @@ from worklist.attributes import (
     Source,
     children_by_tag,
 )
-from worklist.matching import IdentifierDoesNotMatch
-from worklist.models import ScheduledProcedureStep, StationAETitle
+from worklist.matching import IdentifierDoesNotMatch, Matching
+from worklist.models import ScheduledProcedureStep
 
 LATIN1 = "ISO_IR 100"
 UTF8 = "ISO_IR 192"
@@ -215,20 +216,25 @@ class ResponseBuilder:
         annotations = {c: ANNOTATIONS[c] for c in self.columns if c in ANNOTATIONS}
         if annotations:
             queryset = queryset.annotate(**annotations)
-        ordered = queryset.order_by("start_date", "start_time", "pk")
+        ordered = queryset.order_by(*statements.ORDER)
         rows = list(ordered.values_list(*self.columns)[:limit])
+        return rows, self._stations(rows)
+
+    def matched_rows(
+        self, matching: Matching, limit: int
+    ) -> tuple[list[tuple[Any, ...]], dict[int, list[str]]]:
+        """As :meth:`rows` for ``matching.queryset``, from SQL compiled once per shape."""
+        rows = statements.step_rows(matching, self.columns, limit)
+        return rows, self._stations(rows)
+
+    def _stations(self, rows: list[tuple[Any, ...]]) -> dict[int, list[str]]:
         stations: dict[int, list[str]] = defaultdict(list)
         if self.needs_stations and rows:
             ids = [row[0] for row in rows]
             for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                for step_id, title in (
-                    StationAETitle.objects.filter(step_id__in=chunk)
-                    .order_by("step_id", "pk")
-                    .values_list("step_id", "ae_title")
-                ):
+                for step_id, title in statements.station_rows(ids[start : start + 500]):
                     stations[step_id].append(title)
-        return rows, stations
+        return stations
 
     # -- building --
 
