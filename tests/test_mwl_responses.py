@@ -385,6 +385,39 @@ def test_answers_come_in_order_of_the_step_start() -> None:
     assert steps == ["S3", "S4", "S2", "S1"]
 
 
+def test_answers_with_the_same_start_come_in_the_order_they_were_scheduled() -> None:
+    from worklist.models import ScheduledProcedureStep
+
+    steps = [schedule(sps_id=f"S{n}", start=local(2026, 11, 25, 8, 0)) for n in range(1, 13)]
+    # Rewrite the steps newest first, changing an indexed column: PostgreSQL then stores
+    # each new row version after the others, so its scans (heap and index) and its sort
+    # meet these ties newest first. SQLite keeps them in rowid order either way.
+    for step in reversed(steps):
+        ScheduledProcedureStep.objects.filter(pk=step.pk).update(modality="MR")
+    query = worklist_query(sps={"ScheduledProcedureStepID": ""})
+    result = answers(query)
+    steps_in_order = [a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for a in result]
+    assert steps_in_order == [f"S{n}" for n in range(1, 13)]
+    # With a limit, the first five scheduled of the tie.
+    first = find(query, max_answers=5)
+    assert [row[0] for row in first.rows] == [step.pk for step in steps[:5]]
+
+
+def test_station_titles_come_in_the_order_they_were_given() -> None:
+    from worklist.models import StationAETitle
+
+    step = schedule(stations=("CT9", "CT1", "CT5", "CT3", "CT7"))
+    titles = list(StationAETitle.objects.filter(step=step).order_by("-pk"))
+    # Rewrite them last first (to another value and back): PostgreSQL then stores them
+    # in the reverse order of their pk; the answer keeps the order the titles came in.
+    for title in titles:
+        StationAETitle.objects.filter(pk=title.pk).update(ae_title="MOVED")
+        StationAETitle.objects.filter(pk=title.pk).update(ae_title=title.ae_title)
+    (answer,) = answers(worklist_query(sps={"ScheduledStationAETitle": ""}))
+    item = answer.ScheduledProcedureStepSequence[0]
+    assert item.ScheduledStationAETitle == ["CT9", "CT1", "CT5", "CT3", "CT7"]
+
+
 def test_a_value_beyond_latin1_in_the_step_item_makes_the_answer_utf8() -> None:
     from worklist.responses import ResponseBuilder
 
