@@ -266,6 +266,43 @@ def test_direct_encoding_gives_the_same_bytes_as_pydicom(implicit: bool) -> None
         assert direct == encode(builder.dataset(row, result.stations), implicit, True)
 
 
+@pytest.mark.parametrize("implicit", [True, False])
+def test_values_with_spaces_in_the_step_item_keep_their_bytes_either_way(implicit: bool) -> None:
+    from pynetdicom.dsutils import encode
+
+    # Leading and trailing spaces are not significant in AE and LO (PS3.5 6.2), so pydicom
+    # drops them when it decodes a value; a Dataset answer must not be decoded on the way
+    # out, or its bytes would differ from the direct encoding's.
+    schedule(stations=(" CT1", "CT2 "), step={"description": "MR brain "})
+    query = worklist_query(
+        sps={"ScheduledStationAETitle": "", "ScheduledProcedureStepDescription": ""}
+    )
+    for little in (True, False):
+        result = find(query, implicit_vr=implicit, little_endian=little)
+        (row,) = result.rows
+        data = encode(result.builder.dataset(row, result.stations), implicit, little) or b""
+        assert b" CT1\\CT2 " in data
+        assert b"MR brain  " in data  # the value, and a space to even length
+        if little:
+            assert data == result.builder.encode(row, result.stations)
+
+
+def test_a_dataset_answer_reads_as_its_bytes_do() -> None:
+    schedule()
+    query = worklist_query(PatientName="")
+    query.add_new(0x00291010, "UN", b"")  # unknown keys of VRs that are not text
+    query.add_new(0x00431010, "FL", None)
+    query.add_new(0x00091010, "LO", "")
+    # Explicit VR, so that the bytes carry the VRs of the keys pydicom does not know.
+    (answer,) = find(query, implicit_vr=False).datasets
+    received = encoded(answer, implicit=False)
+    for tag in (0x00080005, 0x00091010, 0x00100010, 0x00291010, 0x00431010):
+        assert answer[tag].value == received[tag].value, hex(tag)
+    # pydicom's empty values: None for a zero-length UN or FL, "" for text.
+    assert (answer[0x00291010].value, answer[0x00431010].value) == (None, None)
+    assert answer[0x00091010].value == ""
+
+
 # --- return keys -------------------------------------------------------------------------
 
 
