@@ -158,6 +158,11 @@ def test_a_list_of_uids_matches_any_of_them(three_steps: None) -> None:
     assert sps_ids(worklist_query(StudyInstanceUID="1.2.3.4")) == []
 
 
+def test_a_list_of_uids_holding_a_universal_value_matches_every_step(three_steps: None) -> None:
+    # Any of the values may match (C.2.2.2.2), and "*" alone matches every step.
+    assert sps_ids(worklist_query(StudyInstanceUID=["1.2.3.4", "*"])) == ["S1", "S2", "S3"]
+
+
 def test_a_date_matches_a_single_day(three_steps: None) -> None:
     assert sps_ids(worklist_query(sps={"ScheduledProcedureStepStartDate": "20261125"})) == [
         "S1",
@@ -310,6 +315,26 @@ def test_keys_inside_the_step_sequence_match_the_same_step(three_steps: None) ->
     assert sps_ids(worklist_query(sps={"Modality": "MR", "ScheduledStationAETitle": "CT1"})) == []
 
 
+def test_the_item_character_set_and_group_lengths_are_not_keys(three_steps: None) -> None:
+    query = worklist_query(sps={"SpecificCharacterSet": "ISO_IR 100", "Modality": "MR"})
+    item = query.ScheduledProcedureStepSequence[0]
+    item.add_new(0x00080000, "UL", 0)  # group length, before Modality in the item
+    item.add_new(0x00400000, "UL", 0)
+    item.ScheduledProcedureStepID = "S1"
+    assert sps_ids(query) == ["S1"]
+    item.ScheduledProcedureStepID = "S2"
+    assert sps_ids(query) == []
+    assert match(query).unsupported == []
+
+
+def test_names_inside_the_step_sequence_ignore_case_when_configured(three_steps: None) -> None:
+    query = worklist_query(sps={"ScheduledPerformingPhysicianName": "johnson^paul"})
+    assert sps_ids(query) == []
+    assert sps_ids(query, pn_case_insensitive=True) == ["S1"]
+    exact = worklist_query(sps={"ScheduledPerformingPhysicianName": "Johnson^Paul"})
+    assert sps_ids(exact) == ["S1"]
+
+
 def test_keys_inside_the_requested_procedure_code_sequence_match(three_steps: None) -> None:
     query = worklist_query()
     item = Dataset()
@@ -368,6 +393,16 @@ def test_the_calling_ae_stands_for_the_station_when_configured(three_steps: None
     assert sps_ids(everything, calling_ae="CT1", calling_ae_as_station=True) == ["S1", "S2", "S3"]
 
 
+def test_the_calling_ae_stands_for_the_station_alongside_other_keys(three_steps: None) -> None:
+    options = {"calling_ae": "CT1", "calling_ae_as_station": True}
+    # S1 is the MR step, scheduled on AA32 and AA33, not on CT1.
+    assert sps_ids(worklist_query(sps={"Modality": "MR"}), **options) == []
+    assert sps_ids(worklist_query(PatientID="P1"), **options) == []
+    assert sps_ids(worklist_query(PatientID="P2"), **options) == ["S2"]
+    no_title = worklist_query(PatientID="P1", sps={"ScheduledStationAETitle": ""})
+    assert sps_ids(no_title, **options) == []
+
+
 def test_values_of_keys_the_broker_cannot_match_are_reported(three_steps: None) -> None:
     query = worklist_query(PatientWeight="70", sps={"CommentsOnTheScheduledProcedureStep": "x"})
     query.add_new(0x00091010, "LO", "private")
@@ -379,11 +414,33 @@ def test_values_of_keys_the_broker_cannot_match_are_reported(three_steps: None) 
 def test_universal_values_of_unsupported_keys_are_not_reported(three_steps: None) -> None:
     query = worklist_query(PatientWeight="", sps={"CommentsOnTheScheduledProcedureStep": "*"})
     assert match(query).unsupported == []
+    # (0040,0004) SPS End Date is not a worklist key at all; asked for, not matched on.
+    unknown = worklist_query(sps={"ScheduledProcedureStepEndDate": ""})
+    assert match(unknown).unsupported == []
+    unknown.ScheduledProcedureStepSequence[0].ScheduledProcedureStepEndDate = "*"
+    assert match(unknown).unsupported == []
+
+
+def test_an_unknown_sequence_asking_for_return_keys_is_not_reported(three_steps: None) -> None:
+    # Procedure Code Sequence (0008,1032) is not in the worklist; its item asks, not matches.
+    query = worklist_query()
+    item = Dataset()
+    item.CodeValue = ""
+    item.CodeMeaning = "*"
+    query.ProcedureCodeSequence = [item]
+    result = match(query)
+    assert result.unsupported == []
+    assert sorted(result.queryset.values_list("sps_id", flat=True)) == ["S1", "S2", "S3"]
 
 
 def test_a_query_retrieve_identifier_does_not_match_the_worklist_model() -> None:
-    with pytest.raises(IdentifierDoesNotMatch):
+    with pytest.raises(IdentifierDoesNotMatch) as refused:
         match(worklist_query(QueryRetrieveLevel="STUDY", PatientID="P1"))
+    # 0xA900 Identifier does not match SOP Class (PS3.4 Table K.4-1), naming (0008,0052).
+    assert (refused.value.status, refused.value.tag) == (0xA900, 0x00080052)
+    assert refused.value.comment == (
+        "Query/Retrieve Level belongs to a Query/Retrieve identifier, not a worklist query"
+    )
 
 
 def test_a_step_sequence_with_two_items_does_not_match_the_worklist_model() -> None:

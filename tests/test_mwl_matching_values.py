@@ -80,6 +80,9 @@ def test_element_values_are_strings_without_trailing_padding() -> None:
     assert element_values(DataElement(0x00100020, "LO", ["A", "B\x00"])) == ["A", "B"]
     # Leading spaces are significant (PS3.5 6.2: only trailing padding is not).
     assert element_values(DataElement(0x00100020, "LO", "  P1")) == ["  P1"]
+    # Only spaces and NULs are padding: a value ending in another character keeps it.
+    assert element_values(DataElement(0x00100020, "LO", "P1X ")) == ["P1X"]
+    assert element_values(DataElement(0x00100020, "LO", ["AX", "BX\x00"])) == ["AX", "BX"]
 
 
 def test_an_element_of_unknown_vr_is_read_as_ascii() -> None:

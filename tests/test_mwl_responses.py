@@ -266,6 +266,43 @@ def test_direct_encoding_gives_the_same_bytes_as_pydicom(implicit: bool) -> None
         assert direct == encode(builder.dataset(row, result.stations), implicit, True)
 
 
+@pytest.mark.parametrize("implicit", [True, False])
+def test_values_with_spaces_in_the_step_item_keep_their_bytes_either_way(implicit: bool) -> None:
+    from pynetdicom.dsutils import encode
+
+    # Leading and trailing spaces are not significant in AE and LO (PS3.5 6.2), so pydicom
+    # drops them when it decodes a value; a Dataset answer must not be decoded on the way
+    # out, or its bytes would differ from the direct encoding's.
+    schedule(stations=(" CT1", "CT2 "), step={"description": "MR brain "})
+    query = worklist_query(
+        sps={"ScheduledStationAETitle": "", "ScheduledProcedureStepDescription": ""}
+    )
+    for little in (True, False):
+        result = find(query, implicit_vr=implicit, little_endian=little)
+        (row,) = result.rows
+        data = encode(result.builder.dataset(row, result.stations), implicit, little) or b""
+        assert b" CT1\\CT2 " in data
+        assert b"MR brain  " in data  # the value, and a space to even length
+        if little:
+            assert data == result.builder.encode(row, result.stations)
+
+
+def test_a_dataset_answer_reads_as_its_bytes_do() -> None:
+    schedule()
+    query = worklist_query(PatientName="")
+    query.add_new(0x00291010, "UN", b"")  # unknown keys of VRs that are not text
+    query.add_new(0x00431010, "FL", None)
+    query.add_new(0x00091010, "LO", "")
+    # Explicit VR, so that the bytes carry the VRs of the keys pydicom does not know.
+    (answer,) = find(query, implicit_vr=False).datasets
+    received = encoded(answer, implicit=False)
+    for tag in (0x00080005, 0x00091010, 0x00100010, 0x00291010, 0x00431010):
+        assert answer[tag].value == received[tag].value, hex(tag)
+    # pydicom's empty values: None for a zero-length UN or FL, "" for text.
+    assert (answer[0x00291010].value, answer[0x00431010].value) == (None, None)
+    assert answer[0x00091010].value == ""
+
+
 # --- return keys -------------------------------------------------------------------------
 
 
@@ -383,6 +420,39 @@ def test_answers_come_in_order_of_the_step_start() -> None:
     result = answers(worklist_query(sps={"ScheduledProcedureStepID": ""}))
     steps = [a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for a in result]
     assert steps == ["S3", "S4", "S2", "S1"]
+
+
+def test_answers_with_the_same_start_come_in_the_order_they_were_scheduled() -> None:
+    from worklist.models import ScheduledProcedureStep
+
+    steps = [schedule(sps_id=f"S{n}", start=local(2026, 11, 25, 8, 0)) for n in range(1, 13)]
+    # Rewrite the steps newest first, changing an indexed column: PostgreSQL then stores
+    # each new row version after the others, so its scans (heap and index) and its sort
+    # meet these ties newest first. SQLite keeps them in rowid order either way.
+    for step in reversed(steps):
+        ScheduledProcedureStep.objects.filter(pk=step.pk).update(modality="MR")
+    query = worklist_query(sps={"ScheduledProcedureStepID": ""})
+    result = answers(query)
+    steps_in_order = [a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for a in result]
+    assert steps_in_order == [f"S{n}" for n in range(1, 13)]
+    # With a limit, the first five scheduled of the tie.
+    first = find(query, max_answers=5)
+    assert [row[0] for row in first.rows] == [step.pk for step in steps[:5]]
+
+
+def test_station_titles_come_in_the_order_they_were_given() -> None:
+    from worklist.models import StationAETitle
+
+    step = schedule(stations=("CT9", "CT1", "CT5", "CT3", "CT7"))
+    titles = list(StationAETitle.objects.filter(step=step).order_by("-pk"))
+    # Rewrite them last first (to another value and back): PostgreSQL then stores them
+    # in the reverse order of their pk; the answer keeps the order the titles came in.
+    for title in titles:
+        StationAETitle.objects.filter(pk=title.pk).update(ae_title="MOVED")
+        StationAETitle.objects.filter(pk=title.pk).update(ae_title=title.ae_title)
+    (answer,) = answers(worklist_query(sps={"ScheduledStationAETitle": ""}))
+    item = answer.ScheduledProcedureStepSequence[0]
+    assert item.ScheduledStationAETitle == ["CT9", "CT1", "CT5", "CT3", "CT7"]
 
 
 def test_a_value_beyond_latin1_in_the_step_item_makes_the_answer_utf8() -> None:
