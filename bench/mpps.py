@@ -192,7 +192,12 @@ class Listener:
         process = subprocess.Popen(
             [sys.executable, str(root / "manage.py"), "dicom_server", "--port", str(port)],
             cwd=root,
-            env={**os.environ, "BROKER_SUPERVISED": "1"},
+            # A reference tree has no var/secret_key of its own (made by `make setup`).
+            env={
+                **os.environ,
+                "BROKER_SUPERVISED": "1",
+                "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-reference-only"),
+            },
         )
         wait_for_port(port)
         return cls(name, port, process)
