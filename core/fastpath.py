@@ -39,7 +39,7 @@ Nothing here knows an app: it works on any model.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -239,11 +239,10 @@ def select_rows(
     cached = _SELECT_SQL.get(cache_key)
     if cached is None:
         query = queryset()
-        compiler = query.query.get_compiler(using=db.alias)
-        try:
-            sql, django_params = compiler.as_sql()
-        except EmptyResultSet:
+        compiled = _compiled(query)
+        if compiled is None:
             return []
+        compiler, sql, django_params = compiled
         select = [col for col, _, _ in compiler.select]
         fields = [getattr(col, "target", None) for col in select]
         concrete = [f.attname for f in model._meta.concrete_fields]
@@ -258,17 +257,34 @@ def select_rows(
     sql, field_names, converters = cached
     with _bound_cursor(db) as cursor:
         cursor.execute(sql, params)
-        rows: Iterable[Any] = cursor.fetchall()
-    if converters:  # as SQLCompiler.apply_converters, with this thread's connection
-        converted = []
-        for row in rows:
-            values = list(row)
-            for pos, (convs, expression) in converters.items():
-                for convert in convs:
-                    values[pos] = convert(values[pos], expression, db)
-            converted.append(values)
-        rows = converted
-    return [model.from_db(db.alias, field_names, row) for row in rows]
+        rows = cursor.fetchall()
+    return [model.from_db(db.alias, field_names, row) for row in _converted(rows, converters)]
+
+
+def _compiled(query: QuerySet[Any, Any]) -> tuple[Any, str, Any] | None:
+    """The compiler of ``query`` on this thread's connection, its SQL and its
+    parameters; None when the query can match nothing (``EmptyResultSet``)."""
+    compiler = query.query.get_compiler(using=connection.alias)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return None
+    return compiler, sql, params
+
+
+def _converted(rows: list[Any], converters: dict[int, Any]) -> list[Any]:
+    """``rows`` with the compiler's ``converters`` applied, as
+    ``SQLCompiler.apply_converters`` does, with this thread's connection."""
+    if not converters:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for pos, (convs, expression) in converters.items():
+            for convert in convs:
+                values[pos] = convert(values[pos], expression, connection)
+        converted.append(values)
+    return converted
 
 
 # SELECTs of column values (``values_list()``), compiled once per (backend, caller's key):
@@ -310,11 +326,10 @@ def values_rows(
     cached = _VALUES_SQL.get(cache_key)
     if cached is None:
         query = queryset()
-        compiler = query.query.get_compiler(using=db.alias)
-        try:
-            sql, django_params = compiler.as_sql()
-        except EmptyResultSet:
+        compiled = _compiled(query)
+        if compiled is None:
             return []
+        compiler, sql, django_params = compiled
         select = [col for col, _, _ in compiler.select[: compiler.col_count]]
         if (
             query._iterable_class is not ValuesListIterable
@@ -330,13 +345,4 @@ def values_rows(
     with _bound_cursor(db) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    if not converters:
-        return [tuple(row) for row in rows]
-    converted = []
-    for row in rows:  # as SQLCompiler.apply_converters, with this thread's connection
-        values = list(row)
-        for pos, (convs, expression) in converters.items():
-            for convert in convs:
-                values[pos] = convert(values[pos], expression, db)
-        converted.append(tuple(values))
-    return converted
+    return [tuple(row) for row in _converted(rows, converters)]
