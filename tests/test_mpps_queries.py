@@ -29,14 +29,20 @@ N_CREATE_MAX_QUERIES = 9
 N_SET_MAX_QUERIES = 11
 
 
-def test_an_n_create_and_its_n_set_cost_at_most_nine_and_eleven_queries(settings: Any) -> None:
-    settings.RIS_HL7_HOST = ""  # the outbox adds its own statements when a RIS is set
-    step = make_step()
+def _pair_queries(step: Any) -> tuple[CaptureQueriesContext, CaptureQueriesContext]:
+    """The statements of the step's N-CREATE and of its N-SET (COMPLETED), both accepted."""
     uid = generate_uid()
     with CaptureQueriesContext(connection) as created:
         assert services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step)).refusal is None
     with CaptureQueriesContext(connection) as set_:
         assert services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset()).refusal is None
+    return created, set_
+
+
+def test_an_n_create_and_its_n_set_cost_at_most_nine_and_eleven_queries(settings: Any) -> None:
+    settings.RIS_HL7_HOST = ""  # the outbox adds its own statements when a RIS is set
+    step = make_step()
+    created, set_ = _pair_queries(step)
     assert len(created.captured_queries) <= N_CREATE_MAX_QUERIES, created.captured_queries
     assert len(set_.captured_queries) <= N_SET_MAX_QUERIES, set_.captured_queries
     step.refresh_from_db()
@@ -55,11 +61,7 @@ N_SET_MAX_QUERIES_WITH_RIS = 18
 def test_with_an_ris_they_cost_at_most_sixteen_and_eighteen_queries(settings: Any) -> None:
     settings.RIS_HL7_HOST = "127.0.0.1"
     step = make_step()
-    uid = generate_uid()
-    with CaptureQueriesContext(connection) as created:
-        assert services.mpps_create(sop_instance_uid=uid, ds=n_create_dataset(step)).refusal is None
-    with CaptureQueriesContext(connection) as set_:
-        assert services.mpps_set(sop_instance_uid=uid, modification=n_set_dataset()).refusal is None
+    created, set_ = _pair_queries(step)
     assert len(created.captured_queries) <= N_CREATE_MAX_QUERIES_WITH_RIS, created.captured_queries
     assert len(set_.captured_queries) <= N_SET_MAX_QUERIES_WITH_RIS, set_.captured_queries
     assert list(

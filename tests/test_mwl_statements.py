@@ -106,22 +106,11 @@ def _steps() -> None:
             status="COMPLETED",
         ),
     ]
+    # A second step of P1's procedure, the same day: S1's patient, order and procedure.
+    first = {key: value for key, value in rows[0].items() if key != "step"}
+    rows.append({**first, "sps_id": "S7", "modality": "CT", "stations": ("CT1",)})
     for row in rows:
         schedule(**row)
-    # A second step of P1's procedure, the same day.
-    schedule(
-        patient_id="P1",
-        patient_name="VIVALDI^ANTONIO",
-        accession="A1",
-        study_uid=UID1,
-        sps_id="S7",
-        modality="CT",
-        start=local(2026, 11, 25, 8, 30),
-        stations=("CT1",),
-        patient={"birth_date": "1678-03-04"},
-        order={"referring_physician": "Smith^Anna", "priority": "ROUTINE"},
-        procedure={"priority": "STAT"},
-    )
 
 
 def _values(*choices: str) -> st.SearchStrategy[str | None]:
