@@ -43,6 +43,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.common import cpu_seconds, free_port  # noqa: E402
 
 START, END = b"\x0b", b"\x1c\r"
 
@@ -113,12 +114,6 @@ def order_message(run: str, n: int) -> bytes:
         f"ZDS|1.2.826.0.1.3680043.8.498.{int(run, 16)}.{n}^100^Application^DICOM",
     ]
     return ("\r".join(segments) + "\r").encode("latin-1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_listener(
@@ -274,24 +269,6 @@ def run(
     for t in threads:
         t.join()
     return time.perf_counter() - began, result
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of the listener process and its children (Linux /proc)."""
-    if pid is None:
-        return float("nan")
-    total = 0.0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for each in pids:
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def percentile(values: list[float], p: float) -> float:

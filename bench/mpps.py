@@ -38,6 +38,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import cpu_seconds, free_port  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench_mpps.sqlite3'}")
 # Read before Django's settings are: whether the RIS outbox is written (see --ris).
@@ -72,12 +74,6 @@ from worklist.services import (  # noqa: E402
     procedure_upsert,
     step_upsert,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -139,18 +135,6 @@ def perform(
                 failures.append(f"N-SET {getattr(rsp, 'Status', None)}")
     finally:
         assoc.release()
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process, all threads (Linux /proc; NaN elsewhere)."""
-    if pid is None:
-        return float("nan")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the command name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_once(

@@ -46,7 +46,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-
+from bench.common import free_port  # noqa: E402
 from tests.scu import keep_responses  # noqa: E402
 
 STATIONS = ["CT1", "CT2", "MR1", "MR2", "US1", "US2", "CR1", "CR2", "DX1", "NM1"]
@@ -69,12 +69,6 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import socket
 import statistics
 import sys
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import free_port  # noqa: E402
+
 if not os.environ.get("DATABASE_URL"):
     _path = ROOT / "var" / "bench_mwlrs.sqlite3"
     for _suffix in ("", "-wal", "-shm"):
@@ -68,12 +69,6 @@ from worklist.mwlrs import identifier_from_query  # noqa: E402
 class _Params(dict[str, str]):
     def getlist(self, key: str) -> list[str]:
         return [self[key]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare(typical: int, broad: int) -> None:

@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import free_port  # noqa: E402
+
 SCRATCH = Path(tempfile.mkdtemp(prefix="bench_route_"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench_route.sqlite3'}")
@@ -58,12 +60,6 @@ from routing import jobs, services  # noqa: E402
 from routing.models import Destination, RoutingJob, RoutingRule, StoredInstance  # noqa: E402
 from tests.fixtures_mpps import make_step, n_create_dataset  # noqa: E402
 from tests.fixtures_routing import CT_IMAGE, DCMTK_ENV, ct_dataset  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.common import free_port  # noqa: E402
 
 TODAY_STEPS = 2000
 STATIONS = [f"{modality}{n}" for modality in ("CT", "MR", "US", "CR", "DX") for n in range(1, 21)]
@@ -62,12 +63,6 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:

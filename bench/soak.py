@@ -41,7 +41,6 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-
 from pydicom import Dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 from pynetdicom import AE  # noqa: E402
@@ -50,16 +49,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # noqa: E402
     ModalityWorklistInformationFind,
 )
 
+from bench.common import free_port  # noqa: E402
 from tests.scu import keep_responses  # noqa: E402
 
 START, END = b"\x0b", b"\x1c\r"
 RUN = uuid.uuid4().hex[:6].upper()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
