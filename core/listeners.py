@@ -25,6 +25,10 @@ def ensure_port_free(variable: str, host: str, port: int) -> None:
             raise CommandError(f"{variable}: cannot listen on {host}:{port}: {exc}") from exc
 
 
+# How often the main thread wakes up to run a signal handler that another thread received.
+SIGNAL_CHECK_SECONDS = 0.2
+
+
 def wait_for_stop_signal(signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> int:
     """Block the main thread until SIGINT or SIGTERM; return the signal number."""
     stop = threading.Event()
@@ -36,7 +40,13 @@ def wait_for_stop_signal(signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM
 
     for signum in signals:
         signal.signal(signum, on_signal)
-    stop.wait()
+    # Never an untimed wait: Python runs a signal's handler only in the main thread, when
+    # it executes bytecode. The kernel may deliver the process's SIGTERM to any of its
+    # threads (the DICOM listener has several per association); then the main thread,
+    # blocked on a lock with no timeout, would not run the handler until another signal
+    # reached it, and `serve` killed the listener after STOP_TIMEOUT.
+    while not stop.wait(SIGNAL_CHECK_SECONDS):
+        pass
     return received[0]
 
 
