@@ -11,12 +11,16 @@ start with another. It depends on:
 - ``AssociationSocket.recv/send/close/ready`` and the order in which
   ``DULServiceProvider._read_pdu_data`` reads a PDU (``recv(6)``, then ``recv(length)``);
 - ``DULServiceProvider.receive_pdu``, ``state_machine.current_state`` (``"Sta2"``: waiting
-  for the A-ASSOCIATE-RQ; ``"Sta6"``: established), ``_run_loop_delay``, ``_kill_thread``,
+  for the A-ASSOCIATE-RQ; the states of ``_SELECT_STATES``), ``artim_timer.remaining``, ``_run_loop_delay``, ``_kill_thread``,
   ``event_queue`` and ``to_provider_queue`` (replaced by a queue that wakes the DUL), and
   that the DUL loop only sleeps, looks at that queue, then asks ``socket.ready``;
 - ``DIMSEServiceProvider.message`` / ``msg_queue`` (the message being assembled and the
   ones waiting to be served);
-- ``ApplicationEntity._servers`` (the list ``AssociationServer.shutdown`` removes from).
+- ``ApplicationEntity._servers`` (the list ``AssociationServer.shutdown`` removes from);
+- ``Association._run_reactor`` polling with ``time.sleep(0.001)`` from the association's
+  own thread, through the ``time`` module that ``pynetdicom.association`` imported, and
+  ``Association.kill``; ``DIMSEServiceProvider.msg_queue`` and
+  ``DULServiceProvider.to_user_queue`` (both replaced by queues that wake the reactor).
 
 What it adds, per connection (``tests/test_dicom_hostile.py`` drives each with raw sockets):
 
@@ -35,9 +39,13 @@ What it adds, per connection (``tests/test_dicom_hostile.py`` drives each with r
 4. A peer that closes, or whose connection the DUL closes, frees its slot at once: the
    association thread, which pynetdicom leaves waiting for the whole ACSE timeout, polls
    for it.
-5. Latency: an established association's DUL waits in select() for the peer or for a
-   PDU to send, instead of polling every millisecond (:meth:`GuardedSocket.ready`).
-6. Memory: a PDU longer than the maximum we announced (P-DATA-TF) or than
+5. Latency: an association's DUL, from the A-ASSOCIATE-RQ to the peer's close, waits in
+   select() for the peer or for a PDU to send, instead of polling every millisecond
+   (:meth:`GuardedSocket.ready`).
+6. Latency of the association thread: pynetdicom's reactor looks for a request, a
+   release or an abort every millisecond; here it waits until one has been queued
+   (:class:`ReactorWake`), so a request is served, and a release answered, at once.
+7. Memory: a PDU longer than the maximum we announced (P-DATA-TF) or than
    ``OTHER_PDU_LIMIT`` (the others), a DIMSE message growing past ``max_message``, or
    more than ``MAX_QUEUED_MESSAGES`` requests waiting, gets an A-ABORT and the
    connection closed before anything more is read.
@@ -59,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pynetdicom
+from pynetdicom import association as pynetdicom_association
 from pynetdicom import evt
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
@@ -81,12 +90,21 @@ _POLL = 0.05
 # In state Sta2 (no A-ASSOCIATE-RQ yet) the DUL has nothing to send, so it may wait this
 # long in select() instead of spinning every millisecond.
 _PENDING_SELECT = 0.05
-# In state Sta6 (established) the DUL waits in select() for the peer's data or for a PDU
-# queued to send (see GuardedSocket.ready), at most this long.
+# In these states the DUL waits in select() for the peer's data or for a PDU queued to
+# send (see GuardedSocket.ready), at most _ESTABLISHED_SELECT: Sta3, the A-ASSOCIATE-RQ
+# read and the association thread deciding; Sta6, established; Sta7 and Sta8, a release
+# under way; Sta13, an A-RELEASE-RP (or A-ABORT) sent and the peer's close awaited.
+_SELECT_STATES = frozenset({"Sta3", "Sta6", "Sta7", "Sta8", "Sta13"})
 _ESTABLISHED_SELECT = 0.05
 # pynetdicom's DUL loop delay (``DULServiceProvider._run_loop_delay``), restored outside
-# Sta6.
+# _SELECT_STATES.
 _DUL_LOOP_DELAY = 0.001
+# The pause of pynetdicom's association reactor between two looks for work
+# (``time.sleep(0.001)`` in ``Association._run_reactor``), and how long a guarded
+# association's reactor waits instead when nothing has been queued: its other checks
+# (the DUL thread still alive, the idle timeout) need no sooner look.
+REACTOR_POLL = 0.001
+REACTOR_WAIT = 0.05
 
 _HEADER = struct.Struct(">BBL")
 P_DATA_TF = 0x04
@@ -232,21 +250,25 @@ class GuardedSocket(AssociationSocket):
                 select.select([sock], [], [], _PENDING_SELECT)
         elif sock is not None and self._is_connected:
             self._guard_wait_established(sock, dul)
+        else:
+            # Closed: poll as pynetdicom does until the association thread stops the DUL.
+            dul._run_loop_delay = _DUL_LOOP_DELAY
         ready: bool = AssociationSocket.ready.fget(self)  # type: ignore[attr-defined]
         return ready
 
     def _guard_wait_established(self, sock: socket.socket, dul: Any) -> None:
-        """Established (Sta6) and nothing to do: wait for the peer or for a queued PDU.
+        """Past the A-ASSOCIATE-RQ and nothing to do: wait for the peer or for a queued PDU.
 
         pynetdicom's DUL polls: it sleeps a millisecond between two looks at the socket
         and at its queue, so each request read and each response sent through it waits
         up to that long, and an idle association costs a few per cent of a core. Here,
-        with nothing queued, it waits in select() on the socket and on the wake-up socket pair
-        that :class:`_WakingQueue` writes to, and its loop delay is 0 while in Sta6 (it
-        only ever loops after an event or after such a wait). Elsewhere it polls as
-        pynetdicom does.
+        with nothing queued, it waits in select() on the socket and on the wake-up socket
+        pair that :class:`_WakingQueue` writes to, and its loop delay is 0 in the states
+        of :data:`_SELECT_STATES` (it only ever loops after an event or after such a
+        wait): the A-ASSOCIATE-AC, each response and the A-RELEASE-RP go out as soon as
+        the association thread queues them. Elsewhere it polls as pynetdicom does.
         """
-        if dul.state_machine.current_state != "Sta6" or self._guard_wake is None:
+        if dul.state_machine.current_state not in _SELECT_STATES or self._guard_wake is None:
             dul._run_loop_delay = _DUL_LOOP_DELAY
             return
         dul._run_loop_delay = 0
@@ -258,9 +280,11 @@ class GuardedSocket(AssociationSocket):
         ):
             return
         wake = self._guard_wake
+        # Sta13 (awaiting the peer's close) runs the ARTIM timer: look again when it ends.
+        timeout = min(_ESTABLISHED_SELECT, max(0.0, dul.artim_timer.remaining))
         try:
             waited: list[Any] = [sock, wake[0]]
-            readable = select.select(waited, [], [], _ESTABLISHED_SELECT)[0]
+            readable = select.select(waited, [], [], timeout)[0]
             if wake[0] in readable:
                 wake[0].recv(4096)
         except (OSError, ValueError):
@@ -399,6 +423,91 @@ class _WakingQueue(queue.Queue[Any]):
             self._wake.send(b"\0")
 
 
+class _CountingQueue(queue.Queue[Any]):
+    """A queue whose every put counts and wakes the association's reactor."""
+
+    def __init__(self, wake: ReactorWake) -> None:
+        super().__init__()
+        self._reactor = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._reactor.notify()
+
+
+class ReactorWake:
+    """Lets an acceptor association's reactor sleep until there is something to do.
+
+    pynetdicom's ``Association._run_reactor`` sleeps a millisecond, then looks for a
+    whole DIMSE message (``dimse.msg_queue``), a release or an abort (``dul.to_user_queue``),
+    and so on, over and over: each request waits up to a millisecond (1.06 ms on Linux)
+    before its handler runs, a findscu's A-RELEASE-RQ as much again before it is
+    answered, and every idle association wakes a thousand times a second, taking the
+    interpreter lock from the threads doing work. Both queues are replaced by
+    :class:`_CountingQueue`, and that one sleep, when the association's own thread makes
+    it, by :meth:`wait`: it returns at once when something was queued since the last
+    look, otherwise when something is (or after ``REACTOR_WAIT``).
+    """
+
+    def __init__(self, assoc: Any) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._puts = 0
+        self._seen = 0
+        self.waits = 0  # how many times the reactor waited (for the tests)
+        assoc.dimse.msg_queue = _CountingQueue(self)
+        assoc.dul.to_user_queue = _CountingQueue(self)
+        kill = assoc.kill
+
+        def kill_and_wake() -> None:
+            kill()
+            self.notify()
+
+        assoc.kill = kill_and_wake
+
+    def notify(self) -> None:
+        with self._lock:
+            self._puts += 1
+        self._event.set()
+
+    def wait(self) -> None:
+        # Cleared before looking: a put after the look sets it again, so none is missed.
+        self._event.clear()
+        puts = self._puts
+        if puts != self._seen:
+            self._seen = puts
+            return
+        self.waits += 1
+        self._event.wait(REACTOR_WAIT)
+        self._seen = self._puts
+
+
+class _ReactorClock:
+    """``pynetdicom.association``'s ``time``: the reactor's poll of a guarded
+    association, made from that association's own thread, waits on its
+    :class:`ReactorWake`; everything else is the ``time`` module's."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        wake = getattr(threading.current_thread(), _REACTOR_WAKE, None)
+        if wake is not None and seconds == REACTOR_POLL:
+            wake.wait()
+        else:
+            time.sleep(seconds)
+
+
+_REACTOR_WAKE = "_broker_reactor_wake"
+
+
+def install_reactor_clock() -> None:
+    """Give ``pynetdicom.association`` the clock of :class:`_ReactorClock` (once)."""
+    if not isinstance(pynetdicom_association.time, _ReactorClock):
+        pynetdicom_association.time = _ReactorClock()  # type: ignore[assignment]
+
+
 def _close_wake(assoc: Any) -> None:
     """Close the wake-up socket pair of a guarded association whose thread has ended.
 
@@ -439,6 +548,10 @@ def _guard(assoc: Any, conn: Connection, limits: Limits) -> None:
             end.setblocking(False)
         sock._guard_wake = wake
         assoc.dul.to_provider_queue = _WakingQueue(wake[1])
+    setattr(assoc, _REACTOR_WAKE, ReactorWake(assoc))
+    # The DUL's first loop sleeps its loop delay before it looks at anything; the
+    # connection's first event is already queued (ready() sets the delay from then on).
+    assoc.dul._run_loop_delay = 0
     raw = sock.socket
     if raw is not None:
         # Every write, and any read our select() does not cover (inside a TLS record).
@@ -556,6 +669,7 @@ class GuardedServer(ThreadedAssociationServer):
 
 def start_server(ae: Any, address: tuple[str, int], limits: Limits, **kwargs: Any) -> GuardedServer:
     """``ae.start_server(address, block=False, **kwargs)`` with a GuardedServer."""
+    install_reactor_clock()
     server: GuardedServer = ae.make_server(
         address, server_class=GuardedServer, limits=limits, **kwargs
     )
