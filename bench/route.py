@@ -225,11 +225,17 @@ def main() -> None:
             study_uid = generate_uid()
             files = write_study(SCRATCH / f"study{round_number}", args.instances, study_uid)
 
+            # Each timed phase starts with nothing of an earlier one left to write back:
+            # the study just written, or storescp's copies (it never flushes them), would
+            # otherwise reach the disk in the middle of the next phase and slow its
+            # flushes, which fell on the broker's receiving.
+            os.sync()
             seconds = storescu(direct_port, "DEST", files, args.senders)
             if direct.count_and_clear() != len(files):
                 raise SystemExit("storescp did not get every instance directly")
             direct_rates.append(len(files) / seconds)
 
+            os.sync()
             seconds = storescu(listener_port, settings.BROKER_AE_TITLE, files, args.senders)
             received_rates.append(len(files) / seconds)
             mpps_completed(listener_port, study_uid, files)
@@ -243,6 +249,7 @@ def main() -> None:
                     f"the study was not complete after its MPPS ({stored} instances stored)"
                 )
             job = RoutingJob.objects.get(study_instance_uid=study_uid)
+            os.sync()
             started = time.perf_counter()
             result = jobs.job_run(job.pk)
             seconds = time.perf_counter() - started
