@@ -54,6 +54,7 @@ What it adds, per connection (``tests/test_dicom_hostile.py`` drives each with r
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import queue
 import select
@@ -69,7 +70,12 @@ from typing import Any
 import pynetdicom
 from pynetdicom import association as pynetdicom_association
 from pynetdicom import evt
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import (
+    AddressInformation,
+    AssociationSocket,
+    RequestHandler,
+    ThreadedAssociationServer,
+)
 
 from core.dicom import net
 
@@ -581,6 +587,16 @@ def _guard(assoc: Any, conn: Connection, limits: Limits) -> None:
 class GuardedRequestHandler(RequestHandler):
     server: GuardedServer
 
+    @property
+    def local(self) -> AddressInformation:
+        """The listener's own address, resolved once per server (pynetdicom resolves it
+        with ``getaddrinfo`` for every association), a copy for each association."""
+        resolved = getattr(self.server, "_broker_local", None)
+        if resolved is None:
+            resolved = AddressInformation.from_tuple(self.server.server_address)
+            self.server._broker_local = resolved
+        return copy.copy(resolved)
+
     def handle(self) -> None:
         conn: Connection = self.server._broker_pending_admissions.pop(id(self.request))
         try:
@@ -610,6 +626,7 @@ class GuardedServer(ThreadedAssociationServer):
     limits: Limits
     table: ConnectionTable
     _broker_thread: threading.Thread
+    _broker_local: AddressInformation | None = None
 
     def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         self.limits = limits
