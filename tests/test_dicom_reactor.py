@@ -90,12 +90,29 @@ def test_with_nothing_queued_the_reactor_waits_its_whole_wait(
     monkeypatch.setattr(guard, "REACTOR_WAIT", 0.2)
     wake = guard.ReactorWake(_fake_association())
     assert _timed_wait(wake) >= 0.15
-    # A wake-up already seen does not end the next wait early.
+    # A wake-up already seen does not end the next wait early, once its message is taken.
     assoc = _fake_association()
     wake = guard.ReactorWake(assoc)
     assoc.dimse.msg_queue.put((1, "C-ECHO-RQ"))
     wake.wait()
+    assoc.dimse.msg_queue.get()
     assert _timed_wait(wake) >= 0.15
+
+
+def test_two_requests_queued_during_one_wait_are_each_looked_for_at_once(
+    long_wait: None,
+) -> None:
+    # A peer that does not wait for its answers (or a C-FIND and its C-CANCEL): the
+    # reactor takes one message a look, so the second must not wait for a wake-up.
+    assoc = _fake_association()
+    wake = guard.ReactorWake(assoc)
+    assoc.dimse.msg_queue.put((1, "N-CREATE-RQ"))
+    assoc.dimse.msg_queue.put((1, "N-SET-RQ"))
+    assert _timed_wait(wake) < LONG_WAIT / 2
+    assoc.dimse.msg_queue.get()
+    assert _timed_wait(wake) < LONG_WAIT / 2
+    assoc.dimse.msg_queue.get()
+    assert wake.waits == 0
 
 
 def test_only_the_reactor_s_own_poll_is_changed() -> None:

@@ -452,7 +452,8 @@ class ReactorWake:
     interpreter lock from the threads doing work. Both queues are replaced by
     :class:`_CountingQueue`, and that one sleep, when the association's own thread makes
     it, by :meth:`wait`: it returns at once when something was queued since the last
-    look, otherwise when something is (or after ``REACTOR_WAIT``).
+    look or a DIMSE message still waits (the reactor takes one a look), otherwise when
+    something is queued (or after ``REACTOR_WAIT``).
     """
 
     def __init__(self, assoc: Any) -> None:
@@ -461,7 +462,8 @@ class ReactorWake:
         self._puts = 0
         self._seen = 0
         self.waits = 0  # how many times the reactor waited (for the tests)
-        assoc.dimse.msg_queue = _CountingQueue(self)
+        self._messages = _CountingQueue(self)
+        assoc.dimse.msg_queue = self._messages
         assoc.dul.to_user_queue = _CountingQueue(self)
         kill = assoc.kill
 
@@ -478,9 +480,10 @@ class ReactorWake:
 
     def wait(self) -> None:
         # Cleared before looking: a put after the look sets it again, so none is missed.
+        # The reactor takes one DIMSE message a look: while any waits, it looks again.
         self._event.clear()
         puts = self._puts
-        if puts != self._seen:
+        if puts != self._seen or self._messages.qsize():
             self._seen = puts
             return
         self.waits += 1
