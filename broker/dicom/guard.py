@@ -64,6 +64,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,7 +270,7 @@ class GuardedSocket(AssociationSocket):
         and at its queue, so each request read and each response sent through it waits
         up to that long, and an idle association costs a few per cent of a core. Here,
         with nothing queued, it waits in select() on the socket and on the wake-up socket
-        pair that :class:`_WakingQueue` writes to, and its loop delay is 0 in the states
+        pair that :func:`_waker` writes to, and its loop delay is 0 in the states
         of :data:`_SELECT_STATES` (it only ever loops after an event or after such a
         wait): the A-ASSOCIATE-AC, each response and the A-RELEASE-RP go out as soon as
         the association thread queues them. Elsewhere it polls as pynetdicom does.
@@ -414,31 +415,30 @@ class GuardedSocket(AssociationSocket):
         _shut(self.socket)
 
 
-class _WakingQueue(queue.Queue[Any]):
-    """The DUL's ``to_provider_queue``: each PDU queued to send wakes the DUL from its
-    select() in :meth:`GuardedSocket.ready`."""
+class _NotifyingQueue(queue.Queue[Any]):
+    """A queue that calls ``on_put`` after each put: the DUL's ``to_provider_queue``
+    (each PDU queued to send wakes the DUL from its select() in
+    :meth:`GuardedSocket.ready`), and the two queues an association's reactor looks at
+    (each put wakes it, :class:`ReactorWake`)."""
 
-    def __init__(self, wake: socket.socket) -> None:
+    def __init__(self, on_put: Callable[[], None]) -> None:
         super().__init__()
-        self._wake = wake
+        self._on_put = on_put
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
+        self._on_put()
+
+
+def _waker(wake: socket.socket) -> Callable[[], None]:
+    """Write a byte to the DUL's wake-up socket."""
+
+    def write() -> None:
         # A full buffer already wakes the DUL; a closed one means the association is over.
         with contextlib.suppress(OSError):
-            self._wake.send(b"\0")
+            wake.send(b"\0")
 
-
-class _CountingQueue(queue.Queue[Any]):
-    """A queue whose every put counts and wakes the association's reactor."""
-
-    def __init__(self, wake: ReactorWake) -> None:
-        super().__init__()
-        self._reactor = wake
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        super().put(item, block, timeout)
-        self._reactor.notify()
+    return write
 
 
 class ReactorWake:
@@ -450,7 +450,7 @@ class ReactorWake:
     before its handler runs, a findscu's A-RELEASE-RQ as much again before it is
     answered, and every idle association wakes a thousand times a second, taking the
     interpreter lock from the threads doing work. Both queues are replaced by
-    :class:`_CountingQueue`, and that one sleep, when the association's own thread makes
+    :class:`_NotifyingQueue`, each put counted by :meth:`notify`, and that one sleep, when the association's own thread makes
     it, by :meth:`wait`: it returns at once when something was queued since the last
     look or a DIMSE message still waits (the reactor takes one a look), otherwise when
     something is queued (or after ``REACTOR_WAIT``).
@@ -462,9 +462,9 @@ class ReactorWake:
         self._puts = 0
         self._seen = 0
         self.waits = 0  # how many times the reactor waited (for the tests)
-        self._messages = _CountingQueue(self)
+        self._messages = _NotifyingQueue(self.notify)
         assoc.dimse.msg_queue = self._messages
-        assoc.dul.to_user_queue = _CountingQueue(self)
+        assoc.dul.to_user_queue = _NotifyingQueue(self.notify)
         kill = assoc.kill
 
         def kill_and_wake() -> None:
@@ -556,7 +556,7 @@ def _guard(assoc: Any, conn: Connection, limits: Limits) -> None:
         for end in wake:
             end.setblocking(False)
         sock._guard_wake = wake
-        assoc.dul.to_provider_queue = _WakingQueue(wake[1])
+        assoc.dul.to_provider_queue = _NotifyingQueue(_waker(wake[1]))
     setattr(assoc, _REACTOR_WAKE, ReactorWake(assoc))
     # The DUL's first loop sleeps its loop delay before it looks at anything; the
     # connection's first event is already queued (ready() sets the delay from then on).
@@ -592,13 +592,9 @@ class GuardedRequestHandler(RequestHandler):
 
     @property
     def local(self) -> AddressInformation:
-        """The listener's own address, resolved once per server (pynetdicom resolves it
-        with ``getaddrinfo`` for every association), a copy for each association."""
-        resolved = getattr(self.server, "_broker_local", None)
-        if resolved is None:
-            resolved = AddressInformation.from_tuple(self.server.server_address)
-            self.server._broker_local = resolved
-        return copy.copy(resolved)
+        """The listener's own address, resolved when the server started (pynetdicom
+        resolves it with ``getaddrinfo`` for every association), a copy for each."""
+        return copy.copy(self.server.local_address)
 
     def handle(self) -> None:
         conn: Connection = self.server._broker_pending_admissions.pop(id(self.request))
@@ -629,7 +625,6 @@ class GuardedServer(ThreadedAssociationServer):
     limits: Limits
     table: ConnectionTable
     _broker_thread: threading.Thread
-    _broker_local: AddressInformation | None = None
 
     def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         self.limits = limits
@@ -637,6 +632,8 @@ class GuardedServer(ThreadedAssociationServer):
         self._broker_pending_admissions: dict[int, Connection] = {}
         kwargs["request_handler"] = GuardedRequestHandler
         super().__init__(*args, **kwargs)
+        # Bound by now: the port is known even when 0 was asked for.
+        self.local_address = AddressInformation.from_tuple(self.server_address)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         host = str(client_address[0])
