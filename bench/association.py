@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port  # noqa: E402
+from bench.common import cpu_seconds, free_port, wait_for_port  # noqa: E402
 from tests.raw_scu import RawScu  # noqa: E402
 
 RELEASE_RQ = bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])
@@ -56,20 +56,7 @@ class Listener:
             env=env,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise SystemExit(f"the listener of {tree} did not start") from None
-                time.sleep(0.05)
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        wait_for_port(self.port, self.process, f"the listener of {tree}")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -101,9 +88,9 @@ def one_round(listener: Listener, associations: int, figures: dict[str, list[flo
         time.sleep(0.02)
     scu, _ = associate(listener.port)
     time.sleep(0.2)
-    before = listener.cpu_seconds()
+    before = cpu_seconds(listener.process.pid)
     time.sleep(2.0)
-    figures["idle"].append((listener.cpu_seconds() - before) / 2.0)
+    figures["idle"].append((cpu_seconds(listener.process.pid) - before) / 2.0)
     release(scu)
 
 

@@ -1,9 +1,12 @@
-"""What several benchmarks need: a free port, and a process's CPU time."""
+"""What several benchmarks need: a free port, a server process's port to open, and a
+process's CPU time."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 
@@ -11,6 +14,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0
+) -> None:
+    """Wait until something listens on ``port`` of 127.0.0.1; exit if ``process`` (the
+    server, named ``what``) ends first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not open port {port}")
 
 
 def cpu_seconds(pid: int | None) -> float:

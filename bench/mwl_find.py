@@ -46,7 +46,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import free_port  # noqa: E402
+from bench.common import free_port, wait_for_port  # noqa: E402
 from tests.scu import keep_responses  # noqa: E402
 
 STATIONS = ["CT1", "CT2", "MR1", "MR2", "US1", "US2", "CR1", "CR2", "DX1", "NM1"]
@@ -69,19 +69,6 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{what} did not start")
 
 
 # --- data -------------------------------------------------------------------------

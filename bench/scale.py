@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import free_port  # noqa: E402
+from bench.common import free_port, wait_for_port  # noqa: E402
 
 TODAY_STEPS = 2000
 STATIONS = [f"{modality}{n}" for modality in ("CT", "MR", "US", "CR", "DX") for n in range(1, 21)]
@@ -63,18 +62,6 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with status {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not open port {port}")
 
 
 # --- data -------------------------------------------------------------------------------
@@ -411,7 +398,7 @@ def start(command: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
         env=env,
         cwd=BASE_DIR,
     )
-    wait_for_port(port, process, what)
+    wait_for_port(port, process, what, timeout=60)
     return process
 
 
