@@ -44,7 +44,7 @@ C_ECHO_RQ = (
 assert IMPLICIT_LE  # the context of associate_rq()
 
 
-def _associate_at_once(port: int) -> tuple[socket.socket, float]:
+def associate_at_once(port: int) -> tuple[socket.socket, float]:
     """Connect and send the A-ASSOCIATE-RQ in the same breath; seconds until the AC."""
     sock = socket.create_connection((HOST, port), timeout=20)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -55,7 +55,7 @@ def _associate_at_once(port: int) -> tuple[socket.socket, float]:
     return sock, time.perf_counter() - started
 
 
-def _release(sock: socket.socket) -> None:
+def release(sock: socket.socket) -> None:
     sock.sendall(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
     kind, _ = read_pdu(sock)
     assert kind == 0x06
@@ -68,9 +68,9 @@ def test_a_request_sent_with_the_connection_is_accepted_without_the_guard_s_wait
     port = port_of(start_listener())
     waits = []
     for _ in range(5):
-        sock, waited = _associate_at_once(port)
+        sock, waited = associate_at_once(port)
         waits.append(waited)
-        _release(sock)
+        release(sock)
     # With the bug every one of them took the whole wait (50 ms) at least.
     assert min(waits) < guard._PENDING_SELECT * 0.9, waits
 
@@ -79,17 +79,17 @@ def test_echo_on_an_established_association_and_no_descriptor_left_behind(
     start_listener,
 ) -> None:
     port = port_of(start_listener())
-    sock, _ = _associate_at_once(port)
-    _release(sock)  # the first association opens the database and the like
+    sock, _ = associate_at_once(port)
+    release(sock)  # the first association opens the database and the like
     time.sleep(0.5)
     before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     for _ in range(20):
-        sock, _ = _associate_at_once(port)
+        sock, _ = associate_at_once(port)
         sock.sendall(p_data([(1, 0x03, C_ECHO_RQ)]))
         kind, data = read_pdu(sock)
         assert kind == 0x04
         assert b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\x00" in data  # Status 0x0000
-        _release(sock)
+        release(sock)
     if before is None:
         return
     deadline = time.monotonic() + 10

@@ -8,6 +8,7 @@ and an idle association's thread wakes a few times a second, not a thousand.
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 import time
@@ -18,8 +19,8 @@ import pytest
 from pynetdicom import association as pynetdicom_association
 
 from broker.dicom import guard
-from tests.test_dicom_hostile import HOST, associate_rq, p_data, port_of, read_pdu, start_listener
-from tests.test_dicom_latency import C_ECHO_RQ
+from tests.test_dicom_hostile import p_data, port_of, read_pdu, start_listener
+from tests.test_dicom_latency import C_ECHO_RQ, associate_at_once, release
 
 __all__ = ["start_listener"]  # the fixture, imported for this module's tests
 
@@ -125,8 +126,6 @@ def test_only_the_reactor_s_own_poll_is_changed() -> None:
     assert time.monotonic() - started >= 0.015
     assert clock.monotonic() >= started
     # pynetdicom 3.0's reactor pauses with exactly this call (broker.E020 guards the rest).
-    import inspect
-
     source = inspect.getsource(pynetdicom_association.Association._run_reactor)
     assert f"time.sleep({guard.REACTOR_POLL})" in source
 
@@ -134,13 +133,8 @@ def test_only_the_reactor_s_own_poll_is_changed() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_association_s_thread_waits_instead_of_polling(start_listener: Any) -> None:
     server = start_listener()
-    import socket
-
-    sock = socket.create_connection((HOST, port_of(server)), timeout=20)
+    sock, _ = associate_at_once(port_of(server))
     try:
-        sock.sendall(associate_rq())
-        kind, _ = read_pdu(sock)
-        assert kind == 0x02
         deadline = time.monotonic() + 10
         while not server.active_associations and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -164,8 +158,6 @@ def test_an_idle_association_s_thread_waits_instead_of_polling(start_listener: A
         kind, data = read_pdu(sock)
         assert kind == 0x04
         assert b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\x00" in data  # Status 0x0000
-        sock.sendall(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
-        kind, _ = read_pdu(sock)
-        assert kind == 0x06
+        release(sock)
     finally:
         sock.close()
